@@ -1,0 +1,87 @@
+"""The contract every calibration-transfer method follows.
+
+A method is a scikit-learn regressor. `fit(X, y, **transfer)` receives the master instrument's
+labelled calibration spectra `X` (n, p) and property values `y` (n,), plus what a user of the
+target instrument has, as keyword arrays:
+
+  X_master_transfer   (k, p)  transfer samples measured on the master instrument
+  X_target_transfer   (k, p)  the same samples, same row order, on the target instrument
+  y_transfer          (k,)    their reference values
+  X_target_unlabelled (m, p)  unlabelled spectra from the target instrument (never test spectra)
+  X_master_standards  (s, p)  transfer standards (e.g. glass) on the master instrument
+  X_target_standards  (s', p) the standards on the target instrument
+
+`predict(X_target)` returns property values for target-instrument spectra. The class attribute
+`requires` names the keyword arrays a method cannot work without, so a benchmark leaves a method
+out where they are missing instead of faking them.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+from sklearn.base import BaseEstimator, RegressorMixin, clone
+
+from caltransfer_jax.classical.pls import PLSRegressionCV
+
+TRANSFER_KEYS = (
+    "X_master_transfer",
+    "X_target_transfer",
+    "y_transfer",
+    "X_target_unlabelled",
+    "X_master_standards",
+    "X_target_standards",
+)
+
+
+class TransferMethod(RegressorMixin, BaseEstimator):
+    """Base class: checks inputs against `requires` and holds the master calibration."""
+
+    requires: ClassVar[frozenset[str]] = frozenset()
+
+    def _check(self, X, y, transfer: dict) -> tuple[np.ndarray, np.ndarray, dict]:
+        unknown = set(transfer) - set(TRANSFER_KEYS)
+        if unknown:
+            raise TypeError(f"{type(self).__name__}.fit got unknown arguments {sorted(unknown)}")
+        X = np.asarray(X, dtype=np.float64)
+        y = np.asarray(y, dtype=np.float64).ravel()
+        if X.ndim != 2 or X.shape[0] != y.shape[0]:
+            raise ValueError(f"X must be (n, p) with n = len(y); got {X.shape} and {y.shape}")
+        arrays = {}
+        for key, value in transfer.items():
+            if value is None:
+                continue
+            value = np.asarray(value, dtype=np.float64)
+            if key != "y_transfer" and (value.ndim != 2 or value.shape[1] != X.shape[1]):
+                raise ValueError(f"{key} must have {X.shape[1]} columns; got shape {value.shape}")
+            if len(value) == 0:
+                continue
+            arrays[key] = value
+        missing = {k for k in self.requires if k not in arrays}
+        if missing:
+            raise ValueError(f"{type(self).__name__} needs {sorted(missing)}")
+        if "X_target_transfer" in arrays and "X_master_transfer" in arrays:
+            if arrays["X_target_transfer"].shape != arrays["X_master_transfer"].shape:
+                raise ValueError(
+                    "X_master_transfer and X_target_transfer must be paired row by row"
+                )
+        if "y_transfer" in arrays and "X_target_transfer" in arrays:
+            if len(arrays["y_transfer"]) != len(arrays["X_target_transfer"]):
+                raise ValueError("y_transfer must have one value per transfer sample")
+        return X, y, arrays
+
+
+class MasterModelMethod(TransferMethod):
+    """A method built on a master PLS calibration, fitted here or passed in already fitted.
+
+    Passing a fitted `master` lets a benchmark share one master calibration among methods.
+    """
+
+    def __init__(self, master: PLSRegressionCV | None = None):
+        self.master = master
+
+    def _master(self, X, y) -> PLSRegressionCV:
+        if self.master is not None and hasattr(self.master, "coef_"):
+            return self.master
+        return clone(self.master or PLSRegressionCV()).fit(X, y)
