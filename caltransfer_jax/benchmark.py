@@ -1,0 +1,285 @@
+r"""The transfer benchmark: every method under one leak-free protocol.
+
+    python -m caltransfer_jax.benchmark --config=configs/benchmark.py:corn --workdir=DIR
+
+Writes to DIR: `results.jsonl` (one record per dataset, source, target, property, method, k,
+selection, split and draw), `splits.json` and `transfer_sets.jsonl` (every sample id a method
+was fitted on), `config.json`, `summary.md` and PNG plots. See `caltransfer_jax.protocol` for
+what each method may see.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import functools
+import itertools
+import json
+import os
+import pathlib
+import time
+
+import numpy as np
+from absl import app, flags, logging
+from ml_collections import config_flags
+from sklearn.base import clone
+from threadpoolctl import threadpool_limits
+
+from caltransfer_jax import methods, report
+from caltransfer_jax.classical.pls import PLSRegressionCV
+from caltransfer_jax.classical.preprocessing import make_preprocessing
+from caltransfer_jax.data import bundled
+from caltransfer_jax.metrics import conformal_quantile, interval_coverage, regression_metrics
+from caltransfer_jax.protocol import (
+    PairedData,
+    Split,
+    TransferSet,
+    check_no_leak,
+    make_splits,
+    make_transfer_sets,
+)
+
+DATASETS = {"corn": bundled.load_corn, "tablets": bundled.load_tablets}
+
+
+@functools.cache
+def load_dataset(name: str) -> bundled.Dataset:
+    if name not in DATASETS:
+        raise KeyError(f"unknown dataset {name!r}; known: {sorted(DATASETS)}")
+    return DATASETS[name]()
+
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+    """One (split, instrument pair, property) with its transfer sets: the unit of parallel work."""
+
+    dataset: str
+    split: Split
+    source: str
+    target: str
+    prop: str
+    sets: tuple[TransferSet, ...]
+
+
+def run_job(job: Job, settings: dict) -> tuple[list[dict], list[dict]]:
+    """Fits and evaluates every method on one job; returns records and k = 10 predictions."""
+    with threadpool_limits(1):
+        return _run_job(job, settings)
+
+
+def _run_job(job: Job, settings: dict) -> tuple[list[dict], list[dict]]:
+    dataset = load_dataset(job.dataset)
+    split = job.split
+    data = PairedData(dataset.spectra, job.source, job.target)
+    pool, test = list(split.pool), list(split.test)
+    check_no_leak(split, pool, f"{job.dataset} split {split.index} pool")
+    # Preprocessing learns only from the master pool spectra.
+    pre = make_preprocessing(settings["preprocessing"]).fit(data.values("source", pool))
+    master_pool = pre.transform(data.values("source", pool))
+    target_pool = pre.transform(data.values("target", pool))
+    target_test = pre.transform(data.values("target", test))
+    master_test = pre.transform(data.values("source", test))
+    y_pool = data.labels(job.prop, pool)
+    y_test = data.labels(job.prop, test)
+    # Labels standardised on the master pool; metrics are reported in the original units.
+    mu, sd = float(y_pool.mean()), float(y_pool.std())
+    y_pool_std = (y_pool - mu) / sd
+    pls = PLSRegressionCV(seed=split.index, **settings["pls"])
+    master = clone(pls).fit(master_pool, y_pool_std)
+
+    shared = {"X_target_unlabelled": target_pool}
+    if dataset.standards is not None:
+        shared["X_master_standards"] = pre.transform(
+            dataset.standards.on_instrument(job.source).values
+        )
+        shared["X_target_standards"] = pre.transform(
+            dataset.standards.on_instrument(job.target).values
+        )
+
+    records, predictions = [], []
+    alpha = settings["conformal_alpha"]
+
+    def record(name, family, k, selection, draw, predicted_std, residuals_std, seconds):
+        predicted = np.asarray(predicted_std) * sd + mu
+        half_width = conformal_quantile(np.asarray(residuals_std) * sd, alpha)
+        records.append(
+            {
+                "dataset": job.dataset,
+                "source": job.source,
+                "target": job.target,
+                "property": job.prop,
+                "family": family,
+                "method": name,
+                "k": k,
+                "selection": selection,
+                "split": split.index,
+                "draw": draw,
+                **regression_metrics(y_test, predicted),
+                "coverage": interval_coverage(y_test, predicted, half_width),
+                "interval_half_width": half_width,
+                "n_test": len(test),
+                "fit_seconds": seconds,
+            }
+        )
+        if k == report.SCATTER_K:
+            keys = ("source", "target", "property", "method", "selection", "split", "draw")
+            predictions.append(
+                {
+                    **{f: records[-1][f] for f in keys},
+                    "y_true": y_test.tolist(),
+                    "y_pred": predicted.tolist(),
+                }
+            )
+
+    record(
+        methods.MASTER_ON_MASTER,
+        "reference",
+        0,
+        "none",
+        0,
+        master.predict(master_test),
+        master.cv_residuals_,
+        0.0,
+    )
+    start = time.perf_counter()
+    full = clone(pls).fit(target_pool, y_pool_std)
+    record(
+        methods.FULL_RECALIBRATION,
+        "reference",
+        len(pool),
+        "all",
+        0,
+        full.predict(target_test),
+        full.cv_residuals_,
+        time.perf_counter() - start,
+    )
+
+    def fit_and_record(spec, arrays, k, selection, draw):
+        method = spec.build(master, pls)
+        if not method.requires <= set(arrays):
+            return  # e.g. no transfer standards in this data set
+        start = time.perf_counter()
+        method.fit(master_pool, y_pool_std, **arrays)
+        predicted = method.predict(target_test)
+        seconds = time.perf_counter() - start
+        # Conformal scores: held-out residuals of the method's own calibration if it has one
+        # (target or augmented PLS), otherwise of the master calibration.
+        own = getattr(getattr(method, "model_", None), "cv_residuals_", None)
+        residuals = master.cv_residuals_ if own is None else own
+        record(spec.name, spec.family, k, selection, draw, predicted, residuals, seconds)
+
+    specs = methods.get(settings["methods"])
+    for spec in specs:
+        if spec.zero_shot:
+            fit_and_record(spec, shared, 0, "none", 0)
+    for tset in job.sets:
+        check_no_leak(split, tset.ids, f"{job.dataset} split {split.index} transfer set")
+        ids = list(tset.ids)
+        arrays = {
+            **shared,
+            "X_master_transfer": pre.transform(data.values("source", ids)),
+            "X_target_transfer": pre.transform(data.values("target", ids)),
+            "y_transfer": (data.labels(job.prop, ids) - mu) / sd,
+        }
+        for spec in specs:
+            if not spec.zero_shot:
+                fit_and_record(spec, arrays, tset.k, tset.selection, tset.draw)
+    return records, predictions
+
+
+def plan(config) -> tuple[list[Split], list[TransferSet], list[Job]]:
+    """All splits, transfer sets and jobs of a benchmark configuration."""
+    dataset = load_dataset(config.dataset)
+    instruments = dataset.instruments
+    pairs = [tuple(p.split("->")) for p in config.pairs] or [
+        (a, b) for a, b in itertools.permutations(instruments, 2)
+    ]
+    properties = list(config.properties) or list(dataset.properties)
+    splits = make_splits(
+        dataset.spectra.sample_id,
+        config.n_splits,
+        config.test_fraction,
+        config.seed,
+        dataset.original_split if config.use_original_split else None,
+    )
+    all_sets, jobs = [], []
+    for split in splits:
+        # Kennard–Stone works on the master spectra, so the sets depend on the source instrument.
+        for source in sorted({a for a, _ in pairs}):
+            master_pool = PairedData(dataset.spectra, source, source).values("source", split.pool)
+            sets = make_transfer_sets(
+                split, master_pool, config.ks, config.n_draws, config.kennard_stone, config.seed
+            )
+            all_sets.extend((source, s) for s in sets)
+            for (a, b), prop in itertools.product(pairs, properties):
+                if a == source:
+                    jobs.append(Job(config.dataset, split, a, b, prop, tuple(sets)))
+    return splits, all_sets, jobs
+
+
+def run(config, workdir: str) -> list[dict]:
+    """Runs the benchmark described by `config`, writing every output into `workdir`."""
+    workdir = pathlib.Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    splits, sets, jobs = plan(config)
+    settings = {
+        "preprocessing": config.preprocessing,
+        "pls": dict(config.pls),
+        "conformal_alpha": config.conformal_alpha,
+        "methods": list(config.methods),
+    }
+    records, predictions = [], []
+    start = time.perf_counter()
+    with concurrent.futures.ProcessPoolExecutor(max_workers=config.workers) as pool:
+        futures = [pool.submit(run_job, job, settings) for job in jobs]
+        for done, future in enumerate(concurrent.futures.as_completed(futures), 1):
+            job_records, job_predictions = future.result()
+            records.extend(job_records)
+            predictions.extend(job_predictions)
+            elapsed = time.perf_counter() - start
+            logging.info(
+                "%d/%d jobs, %d records, %.0f s elapsed, ETA %.0f s",
+                done,
+                len(jobs),
+                len(records),
+                elapsed,
+                elapsed / done * (len(jobs) - done),
+            )
+    order = ("source", "target", "property", "method", "k", "selection", "split", "draw")
+    records.sort(key=lambda r: tuple(r[f] for f in order))
+    _write(workdir / "config.json", config.to_json(indent=2))
+    _write(workdir / "splits.json", json.dumps([dataclasses.asdict(s) for s in splits], indent=1))
+    _write(
+        workdir / "transfer_sets.jsonl",
+        "".join(json.dumps({"source": src, **dataclasses.asdict(s)}) + "\n" for src, s in sets),
+    )
+    _write(workdir / "results.jsonl", "".join(json.dumps(r) + "\n" for r in records))
+    _write(workdir / "predictions_k10.jsonl", "".join(json.dumps(p) + "\n" for p in predictions))
+    report.write_report(
+        records, workdir, title=f"Transfer benchmark: {config.dataset}", predictions=predictions
+    )
+    logging.info(
+        "wrote %d records to %s in %.0f s", len(records), workdir, time.perf_counter() - start
+    )
+    return records
+
+
+def _write(path: pathlib.Path, text: str) -> None:
+    """Writes through a temporary file so an interrupted run leaves no half-written output."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Benchmark configuration file.")
+_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for results, summary and plots.")
+
+
+def main(argv):
+    del argv
+    run(_CONFIG.value, _WORKDIR.value)
+
+
+if __name__ == "__main__":
+    flags.mark_flags_as_required(["config", "workdir"])
+    app.run(main)

@@ -1,0 +1,198 @@
+"""Markdown summary and PNG plots of benchmark records.
+
+Means and spreads are over splits × random draws; Kennard–Stone selections are reported on
+their own rows. Which method is "best" in a figure is decided from the records only for
+display: nothing here feeds back into any fit.
+"""
+
+from __future__ import annotations
+
+import collections
+import pathlib
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+SCATTER_K = 10
+
+
+def _groups(records, keys):
+    groups = collections.defaultdict(list)
+    for r in records:
+        groups[tuple(r[k] for k in keys)].append(r)
+    return groups
+
+
+def _row_name(r) -> str:
+    return r["method"] + (" [KS]" if r["selection"] == "kennard_stone" else "")
+
+
+def aggregate(records) -> dict:
+    """(source, target, property, row name, k) → (mean R², sd R², mean RMSEP, n, family)."""
+    table = {}
+    keys = ("source", "target", "property")
+    for key, group in _groups(records, keys).items():
+        for (row, k), rs in _groups(
+            [dict(r, row=_row_name(r)) for r in group], ("row", "k")
+        ).items():
+            r2 = np.array([r["r2"] for r in rs])
+            table[(*key, row, k)] = (
+                float(r2.mean()),
+                float(r2.std()),
+                float(np.mean([r["rmsep"] for r in rs])),
+                len(rs),
+                rs[0]["family"],
+            )
+    return table
+
+
+def write_report(records, workdir: pathlib.Path, title: str, predictions=()) -> None:
+    """Writes summary.md and the plots into workdir."""
+    workdir = pathlib.Path(workdir)
+    table = aggregate(records)
+    combos = sorted({key[:3] for key in table})
+    ks = sorted({key[4] for key in table if table[key][4] != "reference"})
+    lines = [
+        f"# {title}",
+        "",
+        f"{len(records)} records. Cells: mean R² ± sd over splits × draws (mean RMSEP in",
+        "parentheses, original units). Zero-shot methods are in the k = 0 column; reference",
+        "rows (full recalibration on the target pool, master model on master spectra, no",
+        "correction) are yardsticks, not transfer methods.",
+        "",
+    ]
+    for source, target, prop in combos:
+        rows = sorted({key[3] for key in table if key[:3] == (source, target, prop)})
+        lines += [f"## {source} → {target}, {prop}", ""]
+        lines.append("| method | " + " | ".join(f"k={k}" for k in ks) + " | reference |")
+        lines.append("|---" * (len(ks) + 2) + "|")
+        for row in rows:
+            cells = []
+            for k in ks:
+                cell = table.get((source, target, prop, row, k))
+                cells.append(
+                    f"{cell[0]:.3f} ± {cell[1]:.3f} ({cell[2]:.3g})"
+                    if cell and cell[4] != "reference"
+                    else ""
+                )
+            ref = [v for key, v in table.items() if key[:4] == (source, target, prop, row)]
+            ref_cell = (
+                f"{ref[0][0]:.3f} ± {ref[0][1]:.3f} ({ref[0][2]:.3g})"
+                if ref and ref[0][4] == "reference"
+                else ""
+            )
+            lines.append(f"| {row} | " + " | ".join(cells) + f" | {ref_cell} |")
+        lines.append("")
+    lines += _coverage_lines(records)
+    (workdir / "summary.md").write_text("\n".join(lines) + "\n")
+    plots = workdir / "plots"
+    plots.mkdir(exist_ok=True)
+    for metric in ("r2", "rmsep"):
+        _plot_against_k(records, metric, plots)
+    if predictions:
+        _plot_scatter(records, predictions, plots)
+
+
+def _coverage_lines(records) -> list[str]:
+    lines = [
+        "## Conformal interval coverage on the target test sets",
+        "",
+        "Nominal level from the configuration; scores are held-out residuals of the calibration",
+        "the method is built on (master CV residuals unless it calibrates on target labels).",
+        "",
+        "| method | mean coverage | mean half-width (std units of each property) |",
+        "|---|---|---|",
+    ]
+    by_method = _groups(records, ("method",))
+    for (method,), rs in sorted(by_method.items()):
+        finite = [r for r in rs if np.isfinite(r["interval_half_width"])]
+        width = (
+            np.mean([r["interval_half_width"] / max(r["rmsep"], 1e-12) for r in finite])
+            if finite
+            else float("inf")
+        )
+        lines.append(
+            f"| {method} | {np.mean([r['coverage'] for r in rs]):.3f} | "
+            f"{width:.2f} × RMSEP ({len(rs) - len(finite)} infinite) |"
+        )
+    return lines + [""]
+
+
+def _plot_against_k(records, metric: str, out: pathlib.Path) -> None:
+    for (prop,), rs in _groups(records, ("property",)).items():
+        pairs = sorted({(r["source"], r["target"]) for r in rs})
+        fig, axes = plt.subplots(
+            1, len(pairs), figsize=(4.2 * len(pairs), 3.6), squeeze=False, sharey=False
+        )
+        for ax, (source, target) in zip(axes[0], pairs, strict=True):
+            pair = [r for r in rs if (r["source"], r["target"]) == (source, target)]
+            for (row,), group in sorted(_groups(pair, ("method",)).items()):
+                group = [r for r in group if r["selection"] in ("random", "none", "all")]
+                ks = sorted({r["k"] for r in group})
+                means = [np.mean([r[metric] for r in group if r["k"] == k]) for k in ks]
+                if group[0]["family"] == "reference" or ks == [0]:
+                    ax.axhline(means[0], ls="--", lw=1, label=row)
+                else:
+                    sds = [np.std([r[metric] for r in group if r["k"] == k]) for k in ks]
+                    ax.errorbar(ks, means, yerr=sds, marker="o", ms=3, capsize=2, label=row)
+            ax.set_title(f"{source} → {target}")
+            ax.set_xlabel("transfer samples k")
+            ax.set_ylabel({"r2": "R²", "rmsep": "RMSEP"}[metric])
+            if metric == "r2":
+                ax.set_ylim(max(-1.0, ax.get_ylim()[0]), 1.0)
+        axes[0][-1].legend(fontsize=6, loc="lower right")
+        fig.suptitle(f"{prop}: {metric.upper()} against k (mean ± sd over splits × draws)")
+        fig.tight_layout()
+        fig.savefig(out / f"{metric}_vs_k_{prop}.png", dpi=90)
+        plt.close(fig)
+
+
+def _plot_scatter(records, predictions, out: pathlib.Path) -> None:
+    """Predicted against reference for the best transfer method at k = SCATTER_K, per panel."""
+    combos = sorted({(p["source"], p["target"], p["property"]) for p in predictions})
+    fig, axes = plt.subplots(
+        len({c[2] for c in combos}),
+        len({c[:2] for c in combos}),
+        figsize=(3.2 * len({c[:2] for c in combos}), 3.0 * len({c[2] for c in combos})),
+        squeeze=False,
+    )
+    props = sorted({c[2] for c in combos})
+    pairs = sorted({c[:2] for c in combos})
+    for source, target, prop in combos:
+        ax = axes[props.index(prop)][pairs.index((source, target))]
+        scores = collections.defaultdict(list)
+        for r in records:
+            if (r["source"], r["target"], r["property"], r["k"]) == (
+                source,
+                target,
+                prop,
+                SCATTER_K,
+            ):
+                if r["selection"] == "random" and r["family"] != "reference":
+                    scores[r["method"]].append(r["r2"])
+        if not scores:
+            continue
+        best = max(scores, key=lambda m: np.mean(scores[m]))
+        points = [
+            p
+            for p in predictions
+            if (p["source"], p["target"], p["property"], p["method"])
+            == (source, target, prop, best)
+            and p["selection"] == "random"
+        ]
+        y_true = np.concatenate([p["y_true"] for p in points])
+        y_pred = np.concatenate([p["y_pred"] for p in points])
+        ax.scatter(y_true, y_pred, s=4, alpha=0.3)
+        lo, hi = float(min(y_true.min(), y_pred.min())), float(max(y_true.max(), y_pred.max()))
+        ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
+        ax.set_title(
+            f"{source}→{target} {prop}\n{best}, R² {np.mean(scores[best]):.2f}", fontsize=8
+        )
+        ax.set_xlabel("reference")
+        ax.set_ylabel("predicted")
+    fig.tight_layout()
+    fig.savefig(out / f"predicted_vs_reference_k{SCATTER_K}.png", dpi=90)
+    plt.close(fig)

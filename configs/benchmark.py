@@ -1,0 +1,60 @@
+r"""Transfer benchmark configurations.
+
+    python -m caltransfer_jax.benchmark --config=configs/benchmark.py:corn --workdir=/tmp/bench_corn
+    python -m caltransfer_jax.benchmark --config=configs/benchmark.py:tablet --workdir=/tmp/bench_tab
+    python -m caltransfer_jax.benchmark --config=configs/benchmark.py:quick --workdir=/tmp/bench_q
+
+`corn`: all 6 instrument pairs × 4 properties, k ∈ {0, 5, 10, 20, 30, 50}, 5 random 60/20
+splits × (10 random draws + Kennard–Stone). `tablet`: both pairs × 3 properties, split 0 the
+original (calibrate + validate = pool of 195, test = 460), 4 more random splits of the same
+sizes. `quick`: corn m5→mp6, 2 splits × 2 draws, for CI. Override any field with
+`--config.field=value`, e.g. `--config.workers=1`.
+"""
+
+import ml_collections
+
+ALL_METHODS = (
+    "no_transfer",
+    "mean_recentring",
+    "standards_offset",
+    "sbc",
+    "ds",
+    "pds",
+    "target_pls",
+    "augmented_pls",
+)
+
+
+def get_config(arg: str = "corn") -> ml_collections.ConfigDict:
+    config = ml_collections.ConfigDict()
+    config.dataset = "corn"
+    config.pairs = ()  # "source->target" strings; empty: every ordered pair of instruments
+    config.properties = ()  # empty: every property of the data set
+    config.ks = (0, 5, 10, 20, 30, 50)
+    config.n_splits = 5
+    config.test_fraction = 0.25  # corn: 60 pool / 20 test
+    config.use_original_split = False  # split 0 = the data set's own split, where it has one
+    config.n_draws = 10
+    config.kennard_stone = True
+    config.seed = 0
+    config.preprocessing = "none"  # see classical.preprocessing.make_preprocessing
+    config.pls = ml_collections.ConfigDict(
+        {"max_components": 20, "n_folds": 10, "rule": "onesigma"}
+    )
+    config.conformal_alpha = 0.1
+    config.methods = ALL_METHODS
+    config.workers = 2
+
+    if arg == "corn":
+        pass
+    elif arg == "tablet":
+        config.dataset = "tablets"
+        config.use_original_split = True
+    elif arg == "quick":
+        config.pairs = ("m5->mp6",)
+        config.ks = (0, 5, 10, 30)
+        config.n_splits = 2
+        config.n_draws = 2
+    else:
+        raise ValueError(f"unknown benchmark variant {arg!r}; use corn, tablet or quick")
+    return config
