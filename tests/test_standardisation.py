@@ -1,0 +1,91 @@
+"""DS and PDS: identity between identical instruments, a recovered wavelength shift, exact LOO."""
+
+import numpy as np
+
+from caltransfer_jax.classical.pls import PLSRegressionCV
+from caltransfer_jax.classical.standardisation import (
+    DirectStandardisation,
+    PiecewiseDirectStandardisation,
+    _ridge_loo,
+    _ridge_map,
+)
+
+GRID = np.arange(200, dtype=float)
+
+
+def _spectra(n, seed, shift=0.0):
+    """Smooth bands at fixed centres with random amplitudes: a low-rank, realistic family."""
+    rng = np.random.default_rng(seed)
+    centres = np.array([30.0, 70.0, 110.0, 150.0])
+    amps = rng.uniform(0.2, 1.0, size=(n, centres.size))
+    bands = np.exp(-0.5 * ((GRID[None, :] - shift - centres[:, None]) / 9.0) ** 2)
+    return amps @ bands + 0.1, amps[:, 0] - amps[:, 2]
+
+
+def _master(X, y):
+    return PLSRegressionCV(max_components=6).fit(X, y)
+
+
+def test_ds_and_pds_are_identity_on_identical_instruments():
+    X, y = _spectra(40, 0)
+    X_transfer, _ = _spectra(12, 1)
+    X_new, _ = _spectra(10, 2)
+    master = _master(X, y)
+    for cls in (DirectStandardisation, PiecewiseDirectStandardisation):
+        method = cls(master).fit(X, y, X_master_transfer=X_transfer, X_target_transfer=X_transfer)
+        np.testing.assert_allclose(method.transform(X_new), X_new, atol=1e-4)
+        np.testing.assert_allclose(method.predict(X_new), master.predict(X_new), atol=1e-3)
+
+
+def _random_bands(n, seed, shift=0.0):
+    """Spectra of 8 bands at random centres and widths: smooth but of high rank."""
+    rng = np.random.default_rng(seed)
+    centres = rng.uniform(0, 200, size=(n, 8, 1))
+    widths = rng.uniform(5, 12, size=(n, 8, 1))
+    amps = rng.uniform(0.1, 1.0, size=(n, 8, 1))
+    return np.sum(amps * np.exp(-0.5 * ((GRID - shift - centres) / widths) ** 2), axis=1)
+
+
+def test_pds_recovers_a_wavelength_shift():
+    shift = 1.5
+    X, y = _spectra(40, 0)
+    transfer_master = _random_bands(40, 1)
+    transfer_target = _random_bands(40, 1, shift=shift)
+    # New spectra, unlike any transfer sample: only a true shift correction carries over.
+    test_master = _random_bands(15, 2)
+    test_target = _random_bands(15, 2, shift=shift)
+    pds = PiecewiseDirectStandardisation(_master(X, y)).fit(
+        X, y, X_master_transfer=transfer_master, X_target_transfer=transfer_target
+    )
+    inner = slice(20, 180)  # away from the padded ends
+    before = np.abs(test_target - test_master)[:, inner].max()
+    after = np.abs(pds.transform(test_target) - test_master)[:, inner].max()
+    assert after < 0.05 * before
+    # The local filters read the target about `shift` points later than the master point.
+    offsets = np.arange(-pds.half_window_, pds.half_window_ + 1)
+    centroid = (pds.coefs_[inner] @ offsets) / pds.coefs_[inner].sum(axis=1)
+    np.testing.assert_allclose(np.median(centroid), shift, atol=0.15)
+
+
+def test_ridge_loo_equals_refitting_without_each_sample():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(9, 4))
+    Y = rng.normal(size=(9, 2))
+    alpha = 0.05
+    residuals, scale = _ridge_loo(X, Y, [alpha])
+    lam = alpha * scale[0]
+    for i in range(9):
+        keep = np.arange(9) != i
+        Xk, Yk = X[keep], Y[keep]
+        mx, my = Xk.mean(axis=0), Yk.mean(axis=0)
+        F = np.linalg.solve((Xk - mx).T @ (Xk - mx) + lam * np.eye(4), (Xk - mx).T @ (Yk - my))
+        np.testing.assert_allclose(residuals[0, i], Y[i] - (my + (X[i] - mx) @ F), atol=1e-10)
+
+
+def test_ridge_map_matches_normal_equations():
+    rng = np.random.default_rng(1)
+    X, Y = rng.normal(size=(6, 10)), rng.normal(size=(6, 3))
+    F = _ridge_map(X, Y, 0.1)
+    Xc, Yc = X - X.mean(axis=0), Y - Y.mean(axis=0)
+    lam = 0.1 * np.linalg.svd(Xc, compute_uv=False)[0] ** 2
+    np.testing.assert_allclose(F, np.linalg.solve(Xc.T @ Xc + lam * np.eye(10), Xc.T @ Yc), atol=1e-10)
