@@ -28,7 +28,9 @@ def test_path_matches_sklearn(n, p):
     for a in (1, 4, 10):
         sk = PLSRegression(n_components=a, scale=False).fit(X, y)
         np.testing.assert_allclose(coefs[a - 1], sk.coef_.ravel(), rtol=1e-8, atol=1e-10)
-        np.testing.assert_allclose(X @ coefs[a - 1] + intercepts[a - 1], sk.predict(X).ravel(), atol=1e-9)
+        np.testing.assert_allclose(
+            X @ coefs[a - 1] + intercepts[a - 1], sk.predict(X).ravel(), atol=1e-9
+        )
 
 
 def test_path_stops_at_rank():

@@ -22,7 +22,9 @@ def test_kennard_stone_maximin_beats_random():
         return d[np.triu_indices(len(idx), 1)].min()
 
     rng = np.random.default_rng(1)
-    assert min_gap(kennard_stone(X, 10)) > max(min_gap(random_draw(200, 10, rng)) for _ in range(20))
+    assert min_gap(kennard_stone(X, 10)) > max(
+        min_gap(random_draw(200, 10, rng)) for _ in range(20)
+    )
 
 
 def test_selection_rejects_impossible_sizes():

@@ -88,4 +88,6 @@ def test_ridge_map_matches_normal_equations():
     F = _ridge_map(X, Y, 0.1)
     Xc, Yc = X - X.mean(axis=0), Y - Y.mean(axis=0)
     lam = 0.1 * np.linalg.svd(Xc, compute_uv=False)[0] ** 2
-    np.testing.assert_allclose(F, np.linalg.solve(Xc.T @ Xc + lam * np.eye(10), Xc.T @ Yc), atol=1e-10)
+    np.testing.assert_allclose(
+        F, np.linalg.solve(Xc.T @ Xc + lam * np.eye(10), Xc.T @ Yc), atol=1e-10
+    )

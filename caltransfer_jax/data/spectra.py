@@ -79,7 +79,7 @@ def check_axis(axis: np.ndarray, origin: str, unit: str | None = None) -> np.nda
         bad = int(np.flatnonzero(np.sign(steps) != np.sign(steps[0]))[0]) if np.any(steps) else 0
         raise SpectraError(
             f"{origin}: axis is not strictly monotonic (first problem between points {bad} and "
-            f"{bad + 1}: {axis[bad]!r} -> {axis[bad + 1]!r})"
+            f"{bad + 1}: {float(axis[bad])} -> {float(axis[bad + 1])})"
         )
     if unit in _WAVELENGTH_TO_CM1 and np.any(axis <= 0):
         raise SpectraError(f"{origin}: wavelength axis has non-positive values")
@@ -124,7 +124,7 @@ class Spectra:
         if not np.all(np.isfinite(values)):
             row, col = np.argwhere(~np.isfinite(values))[0]
             raise SpectraError(
-                f"{origin}: non-finite value {values[row, col]!r} in spectrum {row}, point {col}"
+                f"{origin}: non-finite value {float(values[row, col])} in spectrum {row}, point {col}"
             )
         unit = normalize_unit(self.unit, origin)
         wavenumber = check_axis(self.wavenumber, origin)
@@ -145,9 +145,6 @@ class Spectra:
             labels = np.zeros((n, 0))
         if labels.ndim != 2 or labels.shape[0] != n:
             raise SpectraError(f"{origin}: labels must have shape ({n}, m), got {labels.shape}")
-        if np.any(np.isinf(labels)):
-            row, col = np.argwhere(np.isinf(labels))[0]
-            raise SpectraError(f"{origin}: infinite label {self.label_names[col]!r} in row {row}")
         names = tuple(str(x) for x in self.label_names)
         units = tuple(str(x) for x in self.label_units) or ("",) * len(names)
         if len(names) != labels.shape[1] or len(units) != labels.shape[1]:
@@ -157,6 +154,9 @@ class Spectra:
             )
         if len(set(names)) != len(names):
             raise SpectraError(f"{origin}: duplicate label names {names}")
+        if np.any(np.isinf(labels)):
+            row, col = np.argwhere(np.isinf(labels))[0]
+            raise SpectraError(f"{origin}: infinite label {names[col]!r} in row {row}")
         for name, value in (
             ("values", values),
             ("wavenumber", wavenumber),
@@ -236,7 +236,7 @@ class Spectra:
         if missing.size:
             raise SpectraError(
                 f"{self.origin}: label {name!r} is missing for {missing.size} spectra "
-                f"(first: row {missing[0]}, sample {self.sample_id[missing[0]]!r})"
+                f"(first: row {missing[0]}, sample {str(self.sample_id[missing[0]])!r})"
             )
         return column
 
