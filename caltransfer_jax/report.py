@@ -64,6 +64,7 @@ def write_report(records, workdir: pathlib.Path, title: str, predictions=()) -> 
         "correction) are yardsticks, not transfer methods.",
         "",
     ]
+    lines += _overview_lines(table, ks)
     for source, target, prop in combos:
         rows = sorted({key[3] for key in table if key[:3] == (source, target, prop)})
         lines += [f"## {source} → {target}, {prop}", ""]
@@ -94,6 +95,44 @@ def write_report(records, workdir: pathlib.Path, title: str, predictions=()) -> 
         _plot_against_k(records, metric, plots)
     if predictions:
         _plot_scatter(records, predictions, plots)
+
+
+def _overview_lines(table, ks) -> list[str]:
+    """Per property, each method's mean R² over instrument pairs (random draws only)."""
+    lines = [
+        "## Overview: mean R² over all instrument pairs",
+        "",
+        "Each cell averages the per-pair means; the best transfer method per column is in bold.",
+        "",
+    ]
+    for prop in sorted({key[2] for key in table}):
+        rows = sorted({key[3] for key in table if key[2] == prop and "[KS]" not in key[3]})
+        means = {}
+        for row in rows:
+            for k in ks + ["ref"]:
+                cells = [
+                    v[0]
+                    for key, v in table.items()
+                    if key[2] == prop
+                    and key[3] == row
+                    and (key[4] == k or k == "ref")
+                    and (v[4] == "reference") == (k == "ref")
+                ]
+                if cells:
+                    means[row, k] = float(np.mean(cells))
+        lines += [f"### {prop}", ""]
+        lines.append("| method | " + " | ".join(f"k={k}" for k in ks) + " | reference |")
+        lines.append("|---" * (len(ks) + 2) + "|")
+        best = {k: max((v for (r, kk), v in means.items() if kk == k), default=None) for k in ks}
+        for row in rows:
+            cells = []
+            for k in ks + ["ref"]:
+                value = means.get((row, k))
+                text = "" if value is None else f"{value:.3f}"
+                cells.append(f"**{text}**" if value is not None and value == best.get(k) else text)
+            lines.append(f"| {row} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return lines
 
 
 def _coverage_lines(records) -> list[str]:
