@@ -11,7 +11,14 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
-from caltransfer_jax.classical import corrections, recalibration, standardisation
+from caltransfer_jax.classical import (
+    corrections,
+    dipls,
+    gct,
+    pfce,
+    recalibration,
+    standardisation,
+)
 from caltransfer_jax.classical.base import TransferMethod
 from caltransfer_jax.classical.pls import PLSRegressionCV
 
@@ -49,6 +56,13 @@ _SPECS = [
         "additive correction from transfer standards (corn: NBS glass)",
     ),
     MethodSpec(
+        "dipls",
+        "classical",
+        lambda master, pls: dipls.UnsupervisedDIPLS(master),
+        True,
+        "domain-invariant PLS with unlabelled target spectra",
+    ),
+    MethodSpec(
         "sbc",
         "classical",
         lambda master, pls: corrections.SlopeBiasCorrection(master),
@@ -68,6 +82,41 @@ _SPECS = [
         lambda master, pls: standardisation.PiecewiseDirectStandardisation(master),
         False,
         "piecewise direct standardisation, window and ridge by leave-one-out",
+    ),
+    MethodSpec(
+        "dipls_semisupervised",
+        "classical",
+        lambda master, pls: dipls.SemiSupervisedDIPLS(master),
+        False,
+        "di-PLS with the labelled target transfer samples joining the calibration",
+    ),
+    MethodSpec(
+        "gct_pls",
+        "classical",
+        lambda master, pls: gct.GCTPLS(master),
+        False,
+        "graph-based calibration transfer PLS on the transfer pairs",
+    ),
+    MethodSpec(
+        "pfce_ns",
+        "classical",
+        lambda master, pls: pfce.NSPFCE(master),
+        False,
+        "non-supervised parameter-free calibration enhancement",
+    ),
+    MethodSpec(
+        "pfce_ss",
+        "classical",
+        lambda master, pls: pfce.SSPFCE(master),
+        False,
+        "semi-supervised PFCE (target transfer labels)",
+    ),
+    MethodSpec(
+        "pfce_fs",
+        "classical",
+        lambda master, pls: pfce.FSPFCE(master),
+        False,
+        "full-supervised PFCE (pairs and labels)",
     ),
     MethodSpec(
         "target_pls",

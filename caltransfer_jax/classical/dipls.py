@@ -2,25 +2,30 @@
 
 di-PLS (Nikzad-Langerodi, Zellinger, Lughofer & Saminger-Platz, "Domain-invariant partial least
 squares regression", Analytical Chemistry 90(11), 6693–6701, 2018) is PLS1 in which every weight
-vector minimises ‖X − y wᵀ‖² + γ |wᵀ D w|, the PLS fit plus the difference between the variances
-of the latent variable in the source and the target domain. The minimiser is
+vector minimises ‖X − y wᵀ‖² + γ |wᵀ C w|, the PLS fit plus the difference between the variances
+of the latent variable in the source and the target domain, C = Xsᵀ Xs / (ns − 1) −
+Xtᵀ Xt / (nt − 1). With D = |C|, which replaces the eigenvalues of C by their absolute values (the
+convex relaxation of Nikzad-Langerodi, Zellinger, Saminger-Platz & Moser, "Domain-invariant
+regression under Beer–Lambert's law", ICMLA 2019, and Knowledge-Based Systems 210, 106447, 2020,
+which keeps the problem convex for every γ), the minimiser is
 
-    w ∝ (I + γ / (yᵀy) · D)⁻¹ Xᵀy,    D = |Xsᵀ Xs / (ns − 1) − Xtᵀ Xt / (nt − 1)|,
+    w ∝ (I + γ / (yᵀy) · D)⁻¹ Xᵀy,
 
 with X, y the current (deflated) labelled data and Xs, Xt the current source and target spectra,
-each centred on its own domain mean. |·| replaces the eigenvalues of the covariance difference by
-their absolute values, the convex relaxation of Nikzad-Langerodi, Zellinger, Saminger-Platz &
-Moser ("Domain-invariant regression under Beer–Lambert's law", ICMLA 2019; Knowledge-Based
-Systems 210, 106447, 2020), which keeps I + cD positive definite for every γ. Source and target
-spectra are deflated with their own scores; target spectra are predicted after centring on the
-target mean. γ = 0 gives ordinary PLS.
+each centred on its own domain mean. Source and target spectra are deflated with their own
+scores; target spectra are predicted after centring on the target mean. γ = 0 gives ordinary PLS.
 
 Unsupervised di-PLS uses the labelled master calibration and unlabelled target spectra; the
 semi-supervised form of the same paper adds labelled target samples (here the transfer samples)
-to the labelled data. The penalty defaults to the balancing heuristic of the authors' diPLSlib
-(γ = ‖X − y ŵᵀ‖² / ŵᵀDŵ at the unit PLS weight ŵ, per latent variable), which needs no labels
-on the target instrument; the number of latent variables is the one cross-validation chose for
-the master PLS calibration.
+to the labelled data.
+
+The penalty defaults to the balancing heuristic of the authors' diPLSlib, which needs no labels
+on the target instrument: per latent variable, γ makes the two terms of the objective equal at
+the unpenalised (PLS) minimiser w = Xᵀy / yᵀy, γ = ‖X − y wᵀ‖² / wᵀDw. diPLSlib evaluates both
+terms at the unit vector w / ‖w‖ instead, where ‖X − y wᵀ‖² adds quantities in the units of X
+and of y, so its γ, and the model, change with the units of y; at the minimiser the balance is
+unit-free and the model equivariant. The number of latent variables is the one cross-validation
+chose for the master PLS calibration.
 
 All domain quantities live in the row space of [Xs; Xt] (at most ns + nt dimensions), so each
 latent variable needs one eigendecomposition of that size rather than of p × p.
@@ -62,7 +67,7 @@ def dipls_path(
       y: (n,) centred property values.
       X_source: (ns, p) source-domain spectra, centred.
       X_target: (nt, p) target-domain spectra, centred.
-      gamma: the penalty γ ≥ 0, or "heuristic" to balance the two terms at the PLS weight of
+      gamma: the penalty γ ≥ 0, or "heuristic" to balance the two terms at the PLS minimiser of
         every latent variable.
       max_components: A; fewer are returned when the labelled data run out of rank.
 
@@ -94,13 +99,15 @@ def dipls_path(
         eigvals, eigvecs = np.linalg.eigh(cs.T @ cs - ct.T @ ct)
         eigvals = np.abs(eigvals)
         u = eigvecs.T @ (basis.T @ (Z @ v))  # v in the eigenbasis of D
+        yy = y @ y
         if gamma == "heuristic":
-            discrepancy = eigvals @ u**2 / v_norm**2  # ŵᵀDŵ
-            fit = np.sum(X**2) - 2.0 * v_norm + y @ y  # ‖X − y ŵᵀ‖²
+            # Both terms at the PLS minimiser w = v / yᵀy: ‖X − y wᵀ‖² and wᵀDw.
+            fit = max(np.sum(X**2) - v_norm**2 / yy, 0.0)
+            discrepancy = eigvals @ u**2 / yy**2
             g = fit / discrepancy if discrepancy > 0 else 0.0
         else:
             g = float(gamma)
-        c = g / (y @ y)
+        c = g / yy
         # (I + c|D|)⁻¹ v = v − Q E diag(cλ / (1 + cλ)) Eᵀ Qᵀ v.
         w = v - Z.T @ (basis @ (eigvecs @ (c * eigvals / (1.0 + c * eigvals) * u)))
         w /= np.linalg.norm(w)
@@ -148,7 +155,9 @@ class UnsupervisedDIPLS(MasterModelMethod):
 
     requires: ClassVar[frozenset[str]] = frozenset({"X_target_unlabelled"})
 
-    def __init__(self, master=None, gamma: float | str = "heuristic", n_components=None):
+    def __init__(
+        self, master=None, gamma: float | str = "heuristic", n_components: int | None = None
+    ):
         super().__init__(master)
         self.gamma = gamma
         self.n_components = n_components
@@ -186,8 +195,9 @@ class SemiSupervisedDIPLS(UnsupervisedDIPLS):
 
     The semi-supervised form of Nikzad-Langerodi et al. (2018): the target transfer spectra,
     centred on the target mean, join the master calibration as labelled rows, so the weights
-    covary with y on both instruments while the unlabelled target spectra still define the
-    target domain. Arguments as for `UnsupervisedDIPLS`.
+    covary with y on both instruments while the unlabelled target spectra alone define the
+    target domain (in the benchmark they include the transfer samples' target spectra).
+    Arguments as for `UnsupervisedDIPLS`.
     """
 
     requires: ClassVar[frozenset[str]] = frozenset(
