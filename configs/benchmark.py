@@ -7,7 +7,7 @@ r"""Transfer benchmark configurations.
 `corn`: all 6 instrument pairs × 4 properties, k ∈ {0, 5, 10, 20, 30, 50}, 5 random 60/20
 splits × (10 random draws + Kennard–Stone). `tablet`: both pairs × 3 properties, split 0 the
 original (calibrate + validate = pool of 195, test = 460), 4 more random splits of the same
-sizes. `quick`: corn m5→mp6, 2 splits × 2 draws, for CI. Override any field with
+sizes. `quick`: corn m5→mp6 moisture, 2 splits × 2 draws, for CI. Override any field with
 `--config.field=value`, e.g. `--config.workers=1`.
 """
 
@@ -58,6 +58,7 @@ def get_config(arg: str = "corn") -> ml_collections.ConfigDict:
         config.use_original_split = True
     elif arg == "quick":
         config.pairs = ("m5->mp6",)
+        config.properties = ("moisture",)
         config.ks = (0, 5, 10, 30)
         config.n_splits = 2
         config.n_draws = 2

@@ -100,6 +100,8 @@ class Spectra:
       labels: (n, m) float64 reference values (NaN where a value was not measured).
       label_names: m names; label_units: m units ('' when unknown).
       origin: where the data came from (a file path), used in every error message.
+      value_unit: what `values` measure, as the source states it (e.g. 'ABSORBANCE',
+        'TRANSMITTANCE', 'log(1/R)'); '' when unknown.
     """
 
     values: np.ndarray
@@ -112,6 +114,7 @@ class Spectra:
     label_names: tuple[str, ...] = ()
     label_units: tuple[str, ...] = ()
     origin: str = "<memory>"
+    value_unit: str = ""
 
     def __post_init__(self):
         origin = self.origin
@@ -188,6 +191,7 @@ class Spectra:
         label_names: Sequence[str] = (),
         label_units: Sequence[str] = (),
         origin: str = "<memory>",
+        value_unit: str = "",
     ) -> Spectra:
         """Builds spectra from an axis in any supported unit (converted exactly to cm⁻¹)."""
         unit = normalize_unit(unit, origin)
@@ -211,6 +215,7 @@ class Spectra:
             label_names=tuple(label_names),
             label_units=tuple(label_units),
             origin=origin,
+            value_unit=str(value_unit),
         )
 
     # ----------------------------------------------------------------------------------------
@@ -292,7 +297,7 @@ def _per_spectrum(array, n: int, name: str, origin: str) -> np.ndarray:
 
 
 def concatenate(parts: Sequence[Spectra], origin: str | None = None) -> Spectra:
-    """Stacks spectra that share an axis (to 1e-9 relative), modality and label names."""
+    """Stacks spectra that share an axis (to 1e-9 relative), modality, label names and value unit."""
     if not parts:
         raise SpectraError("concatenate: nothing to concatenate")
     first = parts[0]
@@ -307,6 +312,11 @@ def concatenate(parts: Sequence[Spectra], origin: str | None = None) -> Spectra:
             raise SpectraError(
                 f"{part.origin}: modality/labels {part.modality}/{part.label_names} differ from "
                 f"{first.origin}: {first.modality}/{first.label_names}"
+            )
+        if part.value_unit != first.value_unit:
+            raise SpectraError(
+                f"{part.origin}: values are {part.value_unit!r} but those of {first.origin} are "
+                f"{first.value_unit!r}"
             )
     return dataclasses.replace(
         first,

@@ -1,0 +1,531 @@
+"""Readers of spectra files: wide CSV tables, MATLAB .mat files and (from `jcamp_dx`) JCAMP-DX.
+
+Each reader returns `Spectra` on the physical axis of the file. Bad input raises a `SpectraError`
+whose message starts with the file and says what is wrong (and where: line, column, variable or
+block); no reader writes anything.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import math
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import scipy.io
+
+from caltransfer_jax.data.jcamp_dx import read_jcamp, read_jcamp_blocks
+from caltransfer_jax.data.rawfile import PathLike, check_text, read_bytes
+from caltransfer_jax.data.spectra import Spectra, SpectraError, check_axis, normalize_unit
+
+__all__ = [
+    "LabelTable",
+    "read_jcamp",
+    "read_jcamp_blocks",
+    "read_label_csv",
+    "read_mat",
+    "read_wide_csv",
+]
+
+# Cells that mean "not measured" in a label column.
+_MISSING = frozenset({"", "na", "nan", "n/a"})
+
+
+# ---------------------------------------------------------------------------------------------
+# CSV.
+
+
+@dataclasses.dataclass(frozen=True)
+class _Table:
+    origin: str
+    header: list[str]
+    rows: list[list[str]]
+    lines: list[int]  # line of each row in the file, for messages
+
+    def where(self, row: int, column: int) -> str:
+        return (
+            f"{self.origin}: line {self.lines[row]}, column {column + 1} ({self.header[column]!r})"
+        )
+
+    def require(self, names: Sequence[str]) -> list[int]:
+        missing = [name for name in names if name not in self.header]
+        if missing:
+            shown = self.header[:8] + (["…"] if len(self.header) > 8 else [])
+            raise SpectraError(
+                f"{self.origin}: missing column(s) {missing}; the header has {shown}"
+            )
+        return [self.header.index(name) for name in names]
+
+
+def _read_csv(path: PathLike) -> _Table:
+    origin, data = read_bytes(path)
+    check_text(origin, data)
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise SpectraError(f"{origin}: not UTF-8 text (byte offset {error.start})") from None
+    reader = csv.reader(io.StringIO(text, newline=""))
+    rows, lines = [], []
+    try:
+        for row in reader:
+            if any(cell.strip() for cell in row):
+                rows.append([cell.strip() for cell in row])
+                lines.append(reader.line_num)
+    except csv.Error as error:
+        raise SpectraError(f"{origin}: line {reader.line_num}: {error}") from None
+    if not rows:
+        raise SpectraError(f"{origin}: empty file")
+    header, rows, lines = rows[0], rows[1:], lines[1:]
+    if not rows:
+        raise SpectraError(f"{origin}: header only, no data rows")
+    for index, name in enumerate(header):
+        if not name:
+            raise SpectraError(f"{origin}: column {index + 1} of the header has no name")
+        if header.index(name) != index:
+            raise SpectraError(f"{origin}: duplicate column name {name!r} in the header")
+    for row, line in zip(rows, lines, strict=True):
+        if len(row) != len(header):
+            raise SpectraError(
+                f"{origin}: line {line} has {len(row)} fields but the header has "
+                f"{len(header)} (ragged rows)"
+            )
+    return _Table(origin, header, rows, lines)
+
+
+def _parse(table: _Table, columns: list[int], what: str, missing_ok: bool = False) -> np.ndarray:
+    """The cells of `columns` as float64; missing label cells become NaN where allowed."""
+    values = np.empty((len(table.rows), len(columns)))
+    for i, row in enumerate(table.rows):
+        try:
+            values[i] = [float(row[j]) for j in columns]
+        except ValueError:
+            values[i] = [_cell(table, i, j, what, missing_ok) for j in columns]
+    bad = np.isinf(values) if missing_ok else ~np.isfinite(values)
+    if bad.any():
+        i, k = np.argwhere(bad)[0]
+        cell = table.rows[i][columns[k]]
+        problem = "missing" if cell.lower() in _MISSING else "non-finite"
+        raise SpectraError(f"{table.where(i, columns[k])}: {problem} value {cell!r} in {what}")
+    return values
+
+
+def _cell(table: _Table, i: int, j: int, what: str, missing_ok: bool) -> float:
+    cell = table.rows[i][j]
+    if cell.lower() in _MISSING:
+        if missing_ok:
+            return math.nan
+        raise SpectraError(f"{table.where(i, j)}: missing value {cell!r} in {what}")
+    try:
+        return float(cell)
+    except ValueError:
+        raise SpectraError(f"{table.where(i, j)}: {cell!r} is not a number ({what})") from None
+
+
+def _sample_ids(table: _Table, column: str | None) -> list[str] | None:
+    if column is None:
+        return None
+    (j,) = table.require([column])
+    seen: dict[str, int] = {}
+    for i, row in enumerate(table.rows):
+        if not row[j]:
+            raise SpectraError(f"{table.where(i, j)}: empty sample id")
+        if row[j] in seen:
+            raise SpectraError(
+                f"{table.where(i, j)}: sample id {row[j]!r} repeats that of line {seen[row[j]]}"
+            )
+        seen[row[j]] = table.lines[i]
+    return list(seen)
+
+
+def _units(units, names: Sequence[str], origin: str) -> tuple[str, ...]:
+    if units is None:
+        return ("",) * len(names)
+    if isinstance(units, Mapping):
+        unknown = sorted(set(units) - set(names))
+        if unknown:
+            raise SpectraError(f"{origin}: units given for unknown label(s) {unknown}")
+        return tuple(str(units.get(name, "")) for name in names)
+    units = tuple(str(unit) for unit in units)
+    if len(units) != len(names):
+        raise SpectraError(f"{origin}: {len(units)} label units for {len(names)} labels")
+    return units
+
+
+def read_wide_csv(
+    path: PathLike,
+    *,
+    axis_unit: str,
+    modality: str,
+    instrument: str,
+    label_columns: Sequence[str] = (),
+    label_units: Sequence[str] | Mapping[str, str] | None = None,
+    meta_columns: Sequence[str] = (),
+    sample_id_column: str | None = None,
+    allow_missing_labels: bool = False,
+    value_unit: str = "",
+) -> Spectra:
+    """Reads a CSV file with one spectrum per row and the axis in the header.
+
+    Every column not named as a label, meta or sample-id column is a spectral column whose header
+    is its axis value (e.g. corn `m5spec.csv`: 700 wavelengths; the tablet files: `SampleType`,
+    three labels, then 650 wavelengths).
+
+    Args:
+      path: the CSV file (UTF-8, comma-separated, one header row).
+      axis_unit: unit of the header axis values ('nm', 'um', 'cm-1' or an alias).
+      modality: 'NIR', 'IR' or 'Raman'.
+      instrument: instrument id given to every spectrum.
+      label_columns: columns holding reference values, in the order wanted.
+      label_units: one unit per label column (or a name -> unit mapping); '' when unknown.
+      meta_columns: other non-spectral columns, skipped (read them with `read_label_csv`).
+      sample_id_column: column of sample ids; without it the ids are the row numbers '0', '1', …,
+        so that files of two instruments with the same row order pair up.
+      allow_missing_labels: read empty/NA label cells as NaN instead of refusing them.
+      value_unit: what the values measure (e.g. 'log(1/R)'), recorded on the result.
+
+    Returns:
+      Spectra with the file's axis, in column order.
+    """
+    table = _read_csv(path)
+    origin = table.origin
+    label_columns = tuple(label_columns)
+    declared = [*label_columns, *meta_columns, *([sample_id_column] if sample_id_column else [])]
+    label_index = table.require(label_columns)
+    table.require(declared)
+    unit = normalize_unit(axis_unit, origin)
+    columns = [j for j, name in enumerate(table.header) if name not in declared]
+    if not columns:
+        raise SpectraError(f"{origin}: no spectral columns; every column is a declared one")
+    axis = np.empty(len(columns))
+    for k, j in enumerate(columns):
+        try:
+            axis[k] = float(table.header[j])
+        except ValueError:
+            raise SpectraError(
+                f"{origin}: column {j + 1} header {table.header[j]!r} is neither an axis value "
+                f"({unit}) nor a declared label, meta or sample id column"
+            ) from None
+    _check_unique(axis, columns, origin)
+    values = _parse(table, columns, "spectra")
+    labels = _parse(table, label_index, "labels", missing_ok=allow_missing_labels)
+    return Spectra.from_axis(
+        values,
+        check_axis(axis, origin, unit),
+        unit,
+        modality=modality,
+        instrument=instrument,
+        sample_id=_sample_ids(table, sample_id_column),
+        labels=labels,
+        label_names=label_columns,
+        label_units=_units(label_units, label_columns, origin),
+        origin=origin,
+        value_unit=value_unit,
+    )
+
+
+def _check_unique(axis: np.ndarray, columns: list[int], origin: str) -> None:
+    unique, counts = np.unique(axis, return_counts=True)
+    if np.any(counts > 1):
+        value = unique[counts > 1][0]
+        where = [columns[k] + 1 for k in np.flatnonzero(axis == value)]
+        raise SpectraError(f"{origin}: duplicate axis value {value:g} in columns {where}")
+
+
+@dataclasses.dataclass(frozen=True)
+class LabelTable:
+    """Reference values read without spectra (e.g. corn `propvals.csv`).
+
+    Attributes:
+      values: (n, m) float64; NaN only where missing values were allowed.
+      names: the m label names; units: their units ('' when unknown).
+      sample_id: (n,) ids, or None when the file has none (rows then pair by position).
+      meta: other requested columns, as strings.
+      origin: the file.
+    """
+
+    values: np.ndarray
+    names: tuple[str, ...]
+    units: tuple[str, ...]
+    sample_id: np.ndarray | None
+    meta: dict[str, np.ndarray]
+    origin: str
+
+    def attach(self, spectra: Spectra) -> Spectra:
+        """`spectra` with these labels, matched by sample id (or by row when this has no ids)."""
+        if self.sample_id is None:
+            if len(self.values) != spectra.n:
+                raise SpectraError(
+                    f"{self.origin}: {len(self.values)} label rows but {spectra.origin} has "
+                    f"{spectra.n} spectra; without sample ids they pair by row"
+                )
+            rows = np.arange(spectra.n)
+        else:
+            lookup = {s: i for i, s in enumerate(self.sample_id.tolist())}
+            missing = [s for s in spectra.sample_id.tolist() if s not in lookup]
+            if missing:
+                raise SpectraError(
+                    f"{self.origin}: no labels for {len(missing)} sample(s) of "
+                    f"{spectra.origin}, e.g. {missing[:3]}"
+                )
+            rows = np.array([lookup[s] for s in spectra.sample_id.tolist()], dtype=int)
+        return dataclasses.replace(
+            spectra, labels=self.values[rows], label_names=self.names, label_units=self.units
+        )
+
+
+def read_label_csv(
+    path: PathLike,
+    *,
+    label_columns: Sequence[str] | None = None,
+    label_units: Sequence[str] | Mapping[str, str] | None = None,
+    meta_columns: Sequence[str] = (),
+    sample_id_column: str | None = None,
+    allow_missing_labels: bool = False,
+) -> LabelTable:
+    """Reads reference values (and optional text columns) from a CSV file.
+
+    Args:
+      path: the CSV file.
+      label_columns: numeric columns to read; None reads every column that is not a meta or
+        sample-id column; other columns are ignored.
+      label_units: one unit per label column (or a name -> unit mapping).
+      meta_columns: text columns to return in `LabelTable.meta` (e.g. the tablets' SampleType).
+      sample_id_column: column of sample ids, if the file has one.
+      allow_missing_labels: read empty/NA cells as NaN instead of refusing them.
+    """
+    table = _read_csv(path)
+    other = [*meta_columns, *([sample_id_column] if sample_id_column else [])]
+    if label_columns is None:
+        label_columns = [name for name in table.header if name not in other]
+    names = tuple(label_columns)
+    values = _parse(table, table.require(names), "labels", missing_ok=allow_missing_labels)
+    meta = {
+        name: np.array([row[j] for row in table.rows])
+        for name, j in zip(meta_columns, table.require(meta_columns), strict=True)
+    }
+    ids = _sample_ids(table, sample_id_column)
+    return LabelTable(
+        values=values,
+        names=names,
+        units=_units(label_units, names, table.origin),
+        sample_id=None if ids is None else np.array(ids),
+        meta=meta,
+        origin=table.origin,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# MATLAB .mat.
+
+
+def read_mat(
+    path: PathLike,
+    *,
+    key: str,
+    axis_unit: str,
+    modality: str,
+    instrument: str | None = None,
+    axis_key: str | None = None,
+    labels_key: str | None = None,
+    label_names: Sequence[str] | None = None,
+    label_units: Sequence[str] | Mapping[str, str] | None = None,
+    allow_missing_labels: bool = False,
+    value_unit: str = "",
+) -> Spectra:
+    """Reads spectra from a MATLAB v4/v5/v7 .mat file.
+
+    `key` names either a numeric (spectra × points) matrix or an Eigenvector DataSet (saved as a
+    `dataset` object or as a struct with its fields). From a DataSet: `data` gives the values, the
+    first `axisscale` of mode 2 the axis, the first `label` set of mode 1 the sample ids, `name`
+    the default instrument, and `include` selects rows and columns as the DataSet does. Without
+    sample labels the ids are the row numbers in the file ('0', '1', …), excluded rows included,
+    so that the spectra of two instruments pair up.
+    v7.3 files are HDF5 and are refused (re-save with `save(..., '-v7')`).
+
+    Args:
+      path: the .mat file.
+      key: variable holding the spectra.
+      axis_unit: unit of the axis ('nm', 'um', 'cm-1' or an alias).
+      modality: 'NIR', 'IR' or 'Raman'.
+      instrument: instrument id; defaults to the DataSet name, else `key`.
+      axis_key: variable holding the axis vector (required for a plain matrix).
+      labels_key: variable holding reference values: an (n, m) matrix or a DataSet.
+      label_names: names of the m label columns (default: a DataSet's mode-2 labels).
+      label_units: one unit per label (or a name -> unit mapping).
+      allow_missing_labels: keep NaN labels instead of refusing them.
+      value_unit: what the values measure, recorded on the result.
+    """
+    origin, data = read_bytes(path)
+    contents = _loadmat(origin, data)
+    spectra = _variable(contents, key, origin)
+    rows, columns = spectra.rows, spectra.columns
+    axis = spectra.axis if axis_key is None else _vector(contents, axis_key, origin)
+    if axis is None:
+        raise SpectraError(f"{origin}: {key!r} has no axis; pass axis_key naming the axis vector")
+    if axis.size != spectra.values.shape[1]:
+        raise SpectraError(
+            f"{origin}: the axis has {axis.size} values but {key!r} has "
+            f"{spectra.values.shape[1]} columns"
+        )
+    unit = normalize_unit(axis_unit, origin)
+    labels, names = np.zeros((rows.size, 0)), ()
+    if labels_key is not None:
+        table = _variable(contents, labels_key, origin)
+        if table.values.shape[0] != spectra.values.shape[0]:
+            raise SpectraError(
+                f"{origin}: {labels_key!r} has {table.values.shape[0]} rows but {key!r} has "
+                f"{spectra.values.shape[0]}"
+            )
+        labels = table.values[np.ix_(rows, table.columns)]
+        if label_names is not None:
+            names = tuple(label_names)
+        elif table.column_names is not None:
+            names = tuple(table.column_names[table.columns])
+        if len(names) != labels.shape[1]:
+            raise SpectraError(
+                f"{origin}: label_names must name the {labels.shape[1]} columns of "
+                f"{labels_key!r}, got {list(names)}"
+            )
+        if not allow_missing_labels and np.isnan(labels).any():
+            row, column = np.argwhere(np.isnan(labels))[0]
+            raise SpectraError(
+                f"{origin}: missing value (NaN) in {labels_key!r} row {rows[row] + 1}, column "
+                f"{table.columns[column] + 1}"
+            )
+    return Spectra.from_axis(
+        spectra.values[np.ix_(rows, columns)],
+        check_axis(axis[columns], origin, unit),
+        unit,
+        modality=modality,
+        instrument=instrument or spectra.name or key,
+        sample_id=(rows if spectra.row_ids is None else spectra.row_ids[rows]).astype(str),
+        labels=labels,
+        label_names=names,
+        label_units=_units(label_units, names, origin),
+        origin=origin,
+        value_unit=value_unit,
+    )
+
+
+def _loadmat(origin: str, data: bytes) -> dict:
+    try:
+        major, _ = scipy.io.matlab.matfile_version(io.BytesIO(data))
+    except Exception as error:  # scipy raises several types for what is not a .mat file
+        raise SpectraError(f"{origin}: not a MATLAB .mat file ({error})") from None
+    if major == 2:
+        raise SpectraError(
+            f"{origin}: MATLAB v7.3 (HDF5) .mat files are not supported; re-save it in MATLAB "
+            "with save(..., '-v7')"
+        )
+    try:
+        contents = scipy.io.loadmat(io.BytesIO(data))
+    except Exception as error:  # truncated or corrupt: scipy's errors vary by where it breaks
+        raise SpectraError(
+            f"{origin}: corrupt .mat file ({type(error).__name__}: {error})"
+        ) from None
+    return {k: v for k, v in contents.items() if not k.startswith("__")}
+
+
+@dataclasses.dataclass(frozen=True)
+class _MatVariable:
+    values: np.ndarray  # (n, p) float64, every row and column
+    axis: np.ndarray | None  # (p,) from a DataSet's axisscale
+    row_ids: np.ndarray | None  # (n,) from a DataSet's mode-1 labels
+    column_names: np.ndarray | None  # (p,) from a DataSet's mode-2 labels
+    name: str | None
+    rows: np.ndarray  # included rows
+    columns: np.ndarray  # included columns
+
+
+def _variable(contents: dict, key: str, origin: str) -> _MatVariable:
+    if key not in contents:
+        raise SpectraError(f"{origin}: no variable {key!r}; the file has {sorted(contents)}")
+    variable = contents[key]
+    if variable.dtype.names is None:
+        values = _matrix(variable, f"{origin}: variable {key!r}")
+        n, p = values.shape
+        return _MatVariable(values, None, None, None, None, np.arange(n), np.arange(p))
+    where = f"{origin}: DataSet {key!r}"
+    if variable.size != 1 or "data" not in variable.dtype.names:
+        raise SpectraError(
+            f"{where}: expected one numeric matrix or DataSet (a struct with a 'data' field), "
+            f"got a struct array of size {variable.size} with fields {variable.dtype.names}"
+        )
+    record = variable.flat[0]
+    field = {name: record[name] for name in variable.dtype.names}
+    kind = _text(field.get("type"))
+    if kind not in (None, "data"):
+        raise SpectraError(f"{where}: DataSet type {kind!r} is not supported (only 'data')")
+    values = _matrix(field["data"], where)
+    n, p = values.shape
+    axis = _cell_entry(field.get("axisscale"), 1)
+    if axis is not None:
+        axis = _matrix(axis, f"{where} axisscale").ravel()
+    return _MatVariable(
+        values=values,
+        axis=axis,
+        row_ids=_strings(_cell_entry(field.get("label"), 0), n, f"{where} mode-1 labels"),
+        column_names=_strings(_cell_entry(field.get("label"), 1), p, f"{where} mode-2 labels"),
+        name=_text(field.get("name")),
+        rows=_included(field.get("include"), 0, n, where),
+        columns=_included(field.get("include"), 1, p, where),
+    )
+
+
+def _matrix(value, where: str) -> np.ndarray:
+    value = np.asarray(value)
+    if value.dtype.kind not in "biuf":
+        raise SpectraError(f"{where}: expected a real numeric matrix, got {value.dtype} data")
+    if value.ndim != 2:
+        raise SpectraError(f"{where}: expected a 2-D matrix, got shape {value.shape}")
+    return value.astype(np.float64)
+
+
+def _vector(contents: dict, key: str, origin: str) -> np.ndarray:
+    values = _variable(contents, key, origin).values
+    if min(values.shape) != 1:
+        raise SpectraError(f"{origin}: axis {key!r} has shape {values.shape}; expected a vector")
+    return values.ravel()
+
+
+def _cell_entry(cell, mode: int):
+    """The first set of one mode of a DataSet cell field ({mode, column[, set]}), or None."""
+    if cell is None:
+        return None
+    cell = np.asarray(cell)
+    if cell.dtype != object or cell.ndim < 2 or cell.shape[0] <= mode:
+        return None
+    entry = cell[(mode,) + (0,) * (cell.ndim - 1)]
+    return None if np.asarray(entry).size == 0 else entry
+
+
+def _text(value) -> str | None:
+    if value is None or np.asarray(value).size == 0:
+        return None
+    return "".join(str(v) for v in np.asarray(value).ravel()).strip() or None
+
+
+def _strings(entry, size: int, where: str) -> np.ndarray | None:
+    """Labels from a char matrix (one string per row) or a cell of strings."""
+    if entry is None:
+        return None
+    items = [np.asarray(item).ravel() for item in np.asarray(entry, dtype=object).ravel()]
+    strings = np.array([str(item[0]).strip() if item.size else "" for item in items])
+    if strings.size != size:
+        raise SpectraError(f"{where}: {strings.size} labels for {size} entries")
+    return strings
+
+
+def _included(include, mode: int, size: int, where: str) -> np.ndarray:
+    entry = _cell_entry(include, mode)
+    if entry is None:
+        return np.arange(size)
+    index = np.asarray(entry).ravel()
+    if index.dtype.kind not in "iuf" or np.any(index != np.round(index)):
+        raise SpectraError(f"{where}: include of mode {mode + 1} is not a list of indices")
+    index = index.astype(int) - 1  # MATLAB indices start at 1
+    if index.size == 0 or index.min() < 0 or index.max() >= size:
+        raise SpectraError(f"{where}: include of mode {mode + 1} must hold indices in 1..{size}")
+    return index
