@@ -1,6 +1,6 @@
 r"""tfds builder of the simulated multi-instrument corpus (array_record; no TensorFlow needed).
 
-    python data_prep/simulated_builder.py --data_dir=DIR --num_samples=100000 --seed=0
+    python -m data_prep.simulated_builder --data_dir=DIR --num_samples=100000 --seed=0
 
 writes DIR/simulated_spectra/n<N>_seed<S>_v<V>/1.0.0/ with splits `train` (samples 0 … N-1) and
 `validation` (the next N/10), one record per sample holding all its views (the flat record of
@@ -109,8 +109,11 @@ class SimulatedSpectra(tfds.core.GeneratorBasedBuilder):
 
 def build(data_dir: str, num_samples: int, seed: int = 0, views_per_sample: int = 2) -> str:
     """Builds (or reuses) a corpus; returns the version directory to read it from."""
+    config = make_config(num_samples, seed, views_per_sample)
+    # tfds refuses a new config object that shares the name of a predefined one.
+    config = {c.name: c for c in SimulatedSpectra.BUILDER_CONFIGS}.get(config.name, config)
     builder = SimulatedSpectra(
-        config=make_config(num_samples, seed, views_per_sample),
+        config=config,
         data_dir=data_dir,
         file_format="array_record",
     )
