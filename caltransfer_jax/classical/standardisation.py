@@ -48,32 +48,31 @@ def _thin_svd(Xc: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return U, np.where(keep, s2, 0.0), np.swapaxes(V, -1, -2)
 
 
-def _ridge_loo(X: np.ndarray, Y: np.ndarray, alphas) -> tuple[np.ndarray, np.ndarray]:
-    """Leave-one-out residuals of centred ridge regressions Y ≈ X F, batched.
+def _ridge_loo(X: np.ndarray, y: np.ndarray, alphas) -> tuple[np.ndarray, np.ndarray]:
+    """Leave-one-out residuals of centred ridge regressions y ≈ X f, batched.
 
     Args:
       X: (..., k, q) inputs (k samples), any leading batch shape.
-      Y: (..., k, r) outputs.
+      y: (..., k) outputs.
       alphas: ridge strengths relative to each batch element's largest squared singular value.
 
     Returns:
-      residuals: (a, ..., k, r) exact leave-one-out residuals (intercept refitted without i).
+      residuals: (a, ..., k) exact leave-one-out residuals (intercept refitted without i).
       scales: (..., 1) the largest squared singular values (for turning alphas into lambdas).
     """
     Xc = X - X.mean(axis=-2, keepdims=True)
-    Yc = Y - Y.mean(axis=-2, keepdims=True)
+    yc = y - y.mean(axis=-1, keepdims=True)
     U, s2, _ = _thin_svd(Xc)
     k = X.shape[-2]
     scale = s2[..., :1]
-    UtY = np.swapaxes(U, -1, -2) @ Yc
-    out = []
-    for alpha in alphas:
-        shrink = s2 / (s2 + alpha * scale)  # (..., m)
-        fitted = U @ (shrink[..., :, None] * UtY)
-        leverage = 1.0 / k + np.einsum("...im,...m->...i", U**2, shrink)
-        out.append((Yc - fitted) / (1.0 - leverage)[..., None])
+    Uty = np.einsum("...km,...k->...m", U, yc)
+    # Every ridge strength at once, kept as the last axis so each product is one batched matmul.
+    shrink = s2[..., None] / (s2[..., None] + scale[..., None] * np.asarray(alphas))  # (..., m, a)
+    fitted = U @ (shrink * Uty[..., None])  # (..., k, a)
+    leverage = 1.0 / k + (U**2) @ shrink
+    loo = np.moveaxis((yc[..., None] - fitted) / (1.0 - leverage), -1, 0)
     # A model that interpolates a left-out sample (leverage 1) has no usable estimate.
-    return np.nan_to_num(np.stack(out), nan=np.inf, posinf=np.inf, neginf=np.inf), scale
+    return np.nan_to_num(loo, nan=np.inf, posinf=np.inf, neginf=np.inf), scale
 
 
 def _ridge_map(X: np.ndarray, Y: np.ndarray, alpha: float) -> np.ndarray:
@@ -100,8 +99,8 @@ class DirectStandardisation(MasterModelMethod):
         Xm, Xt = t["X_master_transfer"], t["X_target_transfer"]
         b = self.master_.coef_
         # Prediction-space error of each left-out pair: b · (x_master − x̂_master).
-        residuals, _ = _ridge_loo(Xt, Xm @ b[:, None], self.alphas)
-        self.alpha_ = self.alphas[int(np.argmin(np.sum(residuals**2, axis=(1, 2))))]
+        residuals, _ = _ridge_loo(Xt, Xm @ b, self.alphas)
+        self.alpha_ = self.alphas[int(np.argmin(np.sum(residuals**2, axis=1)))]
         self.mean_master_, self.mean_target_ = Xm.mean(axis=0), Xt.mean(axis=0)
         self.F_ = _ridge_map(Xt, Xm, self.alpha_)
         return self
@@ -135,19 +134,19 @@ class PiecewiseDirectStandardisation(MasterModelMethod):
         self.master_ = self._master(X, y)
         Xm, Xt = t["X_master_transfer"], t["X_target_transfer"]
         b = self.master_.coef_
-        targets = Xm.T[:, :, None]  # (p, k, 1): master point j for every pair
+        targets = Xm.T  # (p, k): master point j for every pair
         best = (np.inf, None, None)
         for half in self.half_windows:
             residuals, _ = _ridge_loo(_windows(Xt, half), targets, self.alphas)
             # Per left-out pair, the master prediction error: Σ_j b_j · residual_j.
-            errors = np.einsum("j,ajk->ak", b, residuals[..., 0])
+            errors = np.einsum("j,ajk->ak", b, residuals)
             press = np.sum(errors**2, axis=1)
             a = int(np.argmin(press))
             if press[a] < best[0]:
                 best = (press[a], half, self.alphas[a])
         _, self.half_window_, self.alpha_ = best
         windows = _windows(Xt, self.half_window_)
-        self.coefs_ = _ridge_map(windows, targets, self.alpha_)[..., 0]  # (p, window)
+        self.coefs_ = _ridge_map(windows, targets[..., None], self.alpha_)[..., 0]  # (p, window)
         self.window_means_ = windows.mean(axis=1)  # (p, window)
         self.mean_master_ = Xm.mean(axis=0)
         return self
