@@ -142,7 +142,7 @@ def _coverage_lines(records) -> list[str]:
         "Nominal level from the configuration; scores are held-out residuals of the calibration",
         "the method is built on (master CV residuals unless it calibrates on target labels).",
         "",
-        "| method | mean coverage | mean half-width (std units of each property) |",
+        "| method | mean coverage | mean interval half-width |",
         "|---|---|---|",
     ]
     by_method = _groups(records, ("method",))
@@ -155,36 +155,46 @@ def _coverage_lines(records) -> list[str]:
         )
         lines.append(
             f"| {method} | {np.mean([r['coverage'] for r in rs]):.3f} | "
-            f"{width:.2f} × RMSEP ({len(rs) - len(finite)} infinite) |"
+            f"{width:.2f} × RMSEP ({len(rs) - len(finite)} records with too few scores: ∞) |"
         )
     return lines + [""]
 
 
 def _plot_against_k(records, metric: str, out: pathlib.Path) -> None:
+    """One panel per instrument pair: transfer methods as lines, k = 0 methods as levels."""
     for (prop,), rs in _groups(records, ("property",)).items():
         pairs = sorted({(r["source"], r["target"]) for r in rs})
-        fig, axes = plt.subplots(
-            1, len(pairs), figsize=(4.2 * len(pairs), 3.6), squeeze=False, sharey=False
-        )
-        for ax, (source, target) in zip(axes[0], pairs, strict=True):
+        methods = sorted({r["method"] for r in rs})
+        colours = dict(zip(methods, plt.cm.tab20(np.linspace(0, 1, 20)), strict=False))
+        cols = min(3, len(pairs))
+        rows = -(-len(pairs) // cols)
+        fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.6 * rows), squeeze=False)
+        for ax, (source, target) in zip(axes.flat, pairs, strict=False):
             pair = [r for r in rs if (r["source"], r["target"]) == (source, target)]
-            for (row,), group in sorted(_groups(pair, ("method",)).items()):
+            for (method,), group in sorted(_groups(pair, ("method",)).items()):
                 group = [r for r in group if r["selection"] in ("random", "none", "all")]
                 ks = sorted({r["k"] for r in group})
                 means = [np.mean([r[metric] for r in group if r["k"] == k]) for k in ks]
+                style = {"color": colours[method], "label": method, "lw": 1.2}
                 if group[0]["family"] == "reference" or ks == [0]:
-                    ax.axhline(means[0], ls="--", lw=1, label=row)
+                    dashes = "--" if group[0]["family"] == "reference" else ":"
+                    ax.axhline(means[0], ls=dashes, **style)
                 else:
-                    sds = [np.std([r[metric] for r in group if r["k"] == k]) for k in ks]
-                    ax.errorbar(ks, means, yerr=sds, marker="o", ms=3, capsize=2, label=row)
+                    ax.plot(ks, means, marker="o", ms=3, **style)
             ax.set_title(f"{source} → {target}")
             ax.set_xlabel("transfer samples k")
             ax.set_ylabel({"r2": "R²", "rmsep": "RMSEP"}[metric])
             if metric == "r2":
-                ax.set_ylim(max(-1.0, ax.get_ylim()[0]), 1.0)
-        axes[0][-1].legend(fontsize=6, loc="lower right")
-        fig.suptitle(f"{prop}: {metric.upper()} against k (mean ± sd over splits × draws)")
-        fig.tight_layout()
+                ax.set_ylim(max(-0.5, ax.get_ylim()[0]), 1.0)
+        for ax in axes.flat[len(pairs) :]:
+            ax.axis("off")
+        handles, labels = axes.flat[0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="center right", fontsize=7, frameon=False)
+        fig.suptitle(
+            f"{prop}: mean {metric.upper()} over splits × random draws "
+            "(dotted: zero-shot, dashed: reference)"
+        )
+        fig.tight_layout(rect=(0, 0, 0.86, 0.95))
         fig.savefig(out / f"{metric}_vs_k_{prop}.png", dpi=90)
         plt.close(fig)
 
