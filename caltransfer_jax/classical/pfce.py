@@ -38,6 +38,7 @@ takes about a millisecond where a generic solver on all p + 1 variables takes se
 
 from __future__ import annotations
 
+import abc
 import warnings
 from typing import ClassVar
 
@@ -260,15 +261,16 @@ def pfce_fit(
     return coef, float(z.mean() - X.mean(axis=0) @ coef)
 
 
-class _PFCE(MasterModelMethod):
+class _PFCE(MasterModelMethod, abc.ABC):
     """Shared fitting of the PFCE forms; subclasses name the values to reproduce."""
 
     def __init__(self, master=None, threshold: float = THRESHOLD):
         super().__init__(master)
         self.threshold = threshold
 
+    @abc.abstractmethod
     def _reference(self, master, arrays) -> np.ndarray:
-        raise NotImplementedError
+        """The values the target model must reproduce on the target transfer spectra."""
 
     def fit(self, X, y, **transfer):
         X, y, arrays = self._check(X, y, transfer)
