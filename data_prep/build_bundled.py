@@ -15,17 +15,15 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
 import os
 import pathlib
-import tempfile
-import urllib.request
 
 import numpy as np
 
 from caltransfer_jax.data import bundled
 from caltransfer_jax.data.readers import read_label_csv, read_wide_csv
 from caltransfer_jax.data.spectra import SpectraError, concatenate
+from data_prep.download import fetch, sha256_of, write_atomic
 
 _GOPCA = (
     "https://raw.githubusercontent.com/bitjungle/gopca/"
@@ -93,14 +91,6 @@ TABLET_PROPERTIES = {"weight": "mg", "hardness": "", "assay": "mg"}
 TABLET_SUBSETS = {"Train": "calibrate", "Validate": "validate", "Test": "test"}
 
 
-def sha256_of(path: pathlib.Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for chunk in iter(lambda: file.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def verify(source_dir: pathlib.Path, names: tuple[str, ...]) -> None:
     """Checks that every source file of the named data sets exists and has its sha256."""
     problems = []
@@ -118,18 +108,8 @@ def download(source_dir: pathlib.Path, names: tuple[str, ...], timeout: float = 
     """Fetches the missing source files of the named data sets, refusing any wrong sha256."""
     for source in (s for name in names for s in SOURCES[name]):
         path = source_dir / source.path
-        if path.is_file():
-            continue
-        with urllib.request.urlopen(source.url, timeout=timeout) as response:
-            content = response.read()
-        actual = hashlib.sha256(content).hexdigest()
-        if actual != source.sha256:
-            raise SpectraError(
-                f"{source.url}: sha256 {actual} differs from the recorded {source.sha256}; "
-                "not saved"
-            )
-        path.parent.mkdir(parents=True, exist_ok=True)
-        _write_atomic(path, lambda file, content=content: file.write(content))
+        if not path.is_file():
+            fetch(source.url, path, sha256=source.sha256, timeout=timeout)
 
 
 def build_corn(source_dir: pathlib.Path) -> bundled.Dataset:
@@ -232,23 +212,8 @@ def build(
     paths = []
     for name, content in arrays.items():
         paths.append(out_dir / f"{name}.npz")
-        _write_atomic(paths[-1], lambda file, content=content: np.savez_compressed(file, **content))
+        write_atomic(paths[-1], lambda file, content=content: np.savez_compressed(file, **content))
     return paths
-
-
-def _write_atomic(path: pathlib.Path, write) -> None:
-    """Writes through `write(file)` into a temporary file beside `path`, then renames it."""
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            write(file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.chmod(temporary, 0o644)  # mkstemp creates files readable by their owner only
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -7,13 +7,14 @@ data; everything else runs on the files shipped in the package or on files made 
 import csv
 import hashlib
 import importlib.resources
+import io
 
 import numpy as np
 import pytest
 
 from caltransfer_jax.data import bundled
 from caltransfer_jax.data.spectra import Spectra, SpectraError
-from data_prep import build_bundled
+from data_prep import build_bundled, download
 
 
 def test_corn():
@@ -130,7 +131,7 @@ def test_atomic_write_leaves_nothing_behind_on_failure(tmp_path):
         raise OSError("disk full")
 
     with pytest.raises(OSError, match="disk full"):
-        build_bundled._write_atomic(tmp_path / "corn.npz", fail)
+        download.write_atomic(tmp_path / "corn.npz", fail)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -140,20 +141,13 @@ def test_download_verifies_sha256_before_saving(tmp_path, monkeypatch):
     bad = build_bundled.Source("toy/b.csv", "0" * 64, "https://x/b")
     monkeypatch.setitem(build_bundled.SOURCES, "toy", (good, bad))
 
-    class Response:
+    class Response(io.BytesIO):
         def __init__(self, url, timeout):
             assert timeout > 0
+            super().__init__(content)
+            self.headers = {"Content-Length": str(len(content))}
 
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            return False
-
-        def read(self):
-            return content
-
-    monkeypatch.setattr(build_bundled.urllib.request, "urlopen", Response)
+    monkeypatch.setattr(download.urllib.request, "urlopen", Response)
     with pytest.raises(SpectraError, match=r"https://x/b: sha256 .* differs .* not saved"):
         build_bundled.download(tmp_path, ("toy",))
     assert (tmp_path / "toy" / "a.csv").read_bytes() == content
