@@ -1,1 +1,2 @@
-"""Data preparation: the sha256-checked rebuild of the bundled data and tfds builders."""
+"""Data preparation: sha256-checked builders for the bundled data, the public pretraining corpora
+(`public_corpora`) and the simulated corpus, with tfds (array_record) builders for each."""
