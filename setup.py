@@ -29,6 +29,7 @@ setup(
         "ml-collections==1.1.0",
         "absl-py>=2.1",
         "chex==0.1.92",
+        "tensorboardX>=2.6",
         "jaxtyping>=0.2.36",
         "importlib_resources>=6",
         "jcamp>=1.3",
