@@ -15,7 +15,10 @@ the master view) and reports, under `eval/`:
 - probe_r2: ridge probe of the concentrations from z_chem, fitted on the views of one half of the
   samples and scored on the other half; the mean R² over components present in at least
   `probe_min_samples` samples of each half (concentrations are indexed by component id, so a
-  component means the same chemistry in every family);
+  component means the same chemistry in every family). Two fixed references put it in scale:
+  probe_r2_views, the same probe on the measured spectra themselves (each on its instrument's
+  axis), and probe_r2_master, on the instrument-free master spectra (the linear reach of the
+  chemistry without any instrument in the way);
 - transfer_rmse and transfer_rmse_identity: the transfer head's error against the master
   spectrum on the view's axis, and the error of the untransferred view (the head should beat it).
 
@@ -175,10 +178,13 @@ class Evaluator:
                 "modality": batch["modality"][:, 0],
                 "component_ids": batch["component_ids"],
                 "concentrations": batch["concentrations"],
+                "values": batch["values"],
+                "master_values": batch["master_values"],
             }
 
         self._forward = jax.jit(forward, out_shardings=replicated)
         self._compiled = None
+        self._references: dict[str, float] | None = None  # fixed probe references
         self._divergence = jax.jit(
             lambda x, y, w: alignment.sinkhorn_divergence(
                 x, y, w, obj.sinkhorn.epsilon, obj.sinkhorn.max_iterations, obj.sinkhorn.threshold
@@ -198,7 +204,15 @@ class Evaluator:
             jax.device_get(self._compiled(params, b, np.int32(i)))
             for i, b in enumerate(self.batches)
         ]
-        per_sample = ("z", "instrument", "modality", "component_ids", "concentrations")
+        per_sample = (
+            "z",
+            "instrument",
+            "modality",
+            "component_ids",
+            "concentrations",
+            "values",
+            "master_values",
+        )
         total = {k: sum(o[k] for o in outs) for k in outs[0] if k not in per_sample}
         got = {k: np.concatenate([o[k] for o in outs]) for k in per_sample}
         z, instrument = got["z"].astype(np.float64), got["instrument"]
@@ -207,6 +221,17 @@ class Evaluator:
         )
         ev = self.config.eval
         r2, counted = probe_r2(z, conc, ev.probe_ridge, ev.probe_min_samples)
+        if self._references is None:
+            spectra = {
+                "views": got["values"],
+                "master": np.repeat(got["master_values"][:, None], 2, axis=1),
+            }
+            self._references = {
+                f"eval/probe_r2_{name}": probe_r2(
+                    x.astype(np.float64), conc, ev.probe_ridge, ev.probe_min_samples
+                )[0]
+                for name, x in spectra.items()
+            }
         views = instrument.size
         transfer_count = max(total["transfer_count"], 1)
         return {
@@ -220,6 +245,7 @@ class Evaluator:
             ),
             "eval/probe_r2": r2,
             "eval/probe_components": float(counted),
+            **self._references,
             "eval/transfer_rmse": float(np.sqrt(total["transfer_sse"] / transfer_count)),
             "eval/transfer_rmse_identity": float(np.sqrt(total["identity_sse"] / transfer_count)),
         }

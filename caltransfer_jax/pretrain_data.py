@@ -111,7 +111,6 @@ class OffsetSource(pipeline_lib.SimulatedSource):
 
     def __init__(self, source: pipeline_lib.SimulatedSource, offset: int, size: int):
         super().__init__(source.simulator.config, source.effects, num_samples=size)
-        self.simulator = source.simulator  # share the component library cache
         self.offset = offset
 
     def __getitems__(self, indices: Sequence[int]) -> list[pipeline_lib.Record]:
@@ -135,8 +134,12 @@ class PretrainData:
         data = config.data
         self.pipeline = pipeline_lib.make_pipeline(data, process_index, process_count)
         self.simulated_source = self.pipeline.sources[0]
+        # Its own simulator: the pipeline's may be busy in the prefetch thread (shared caches).
         self.master = MasterViews(
-            self.simulated_source.simulator, data.master_grid, data.num_points, data.normalize
+            Simulator(self.simulated_source.simulator.config),
+            data.master_grid,
+            data.num_points,
+            data.normalize,
         )
         self.process_index, self.process_count = process_index, process_count
         self.config = config

@@ -9,8 +9,8 @@ Variants:
   the full simulated corpus (512 components, 1024 families, 16 instruments over NIR, IR and
   Raman). Sized for accelerators.
 - `quick`: a small model (d_model 64) on a small NIR corpus (64 components, 32 families, 8
-  instruments), 256 points, batch 32; about 12 minutes on a 2-core CPU. Writes metrics that show
-  the objectives at work (docs/PRETRAINING.md holds a measured run).
+  instruments), 256 points, batch 32, 2000 steps; about 12 minutes on a 2-core CPU
+  (docs/PRETRAINING.md holds a measured run and its held-out metrics).
 - `tiny`: the tiny model on 64 points, batch 8, a few steps: for tests (seconds per step).
 
 Override any field with `--config.field=value`, e.g. `--config.total_steps=2000`. Every field is
@@ -73,9 +73,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
     config = ml_collections.ConfigDict()
     config.seed = 0  # parameters, pipeline order, masks, noise, dropout
-    config.total_steps = 4 if tiny else (900 if quick else 50_000)
-    config.log_every = 1 if tiny else (25 if quick else 100)
-    config.eval_every = 2 if tiny else (150 if quick else 2_500)  # 0: no evaluation
+    config.total_steps = 4 if tiny else (2_000 if quick else 50_000)
+    config.log_every = 1 if tiny else (50 if quick else 100)
+    config.eval_every = 2 if tiny else (250 if quick else 2_500)  # 0: no evaluation
 
     if quick:
         config.model = _quick_model()
@@ -108,6 +108,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.data.eval_offset = 2**30  # held-out sample ids start here (training never gets there)
     # One classifier output per simulated instrument.
     config.model.vib.num_instruments = sum(sim.instruments_per_modality)
+    # The adversary learns at weight 1 while the encoder feels 0.1 of its reversed gradient: the
+    # game needs an adversary close to its best response.
+    config.model.vib.grl_scale = 0.1
 
     # ------------------------------------------------------------------------------------------
     # Objectives (caltransfer_jax.objectives).
@@ -124,7 +127,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
             "kl_chem": 1e-3,
             "kl_inst": 1e-3,
             "instrument": 0.1,
-            "adversary": 0.1,
+            "adversary": 1.0,
             "moe_balance": 0.01,
             "transfer": 0.5,
         }
@@ -153,7 +156,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # Optimiser: AdamW (no decay on biases, norms and other vectors), warm-up + cosine.
     opt = config.optimizer = ml_collections.ConfigDict()
     opt.lr = 3e-4 if not quick else 1e-3
-    opt.warmup_steps = 1 if tiny else (50 if quick else 1_000)
+    opt.warmup_steps = 1 if tiny else (100 if quick else 1_000)
     opt.final_lr_fraction = 0.01
     opt.weight_decay = 0.01
     opt.b1 = 0.9
@@ -173,7 +176,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # ------------------------------------------------------------------------------------------
     # Checkpoints (orbax), evaluation and export.
     ckpt = config.checkpoint = ml_collections.ConfigDict()
-    ckpt.every_steps = 2 if tiny else (150 if quick else 1_000)
+    ckpt.every_steps = 2 if tiny else (250 if quick else 1_000)
     ckpt.keep = 2 if tiny else 3  # latest checkpoints kept (plus the best by eval MSRP)
     ckpt.async_save = True
 
