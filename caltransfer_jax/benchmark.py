@@ -15,6 +15,7 @@ import dataclasses
 import functools
 import itertools
 import json
+import multiprocessing
 import os
 import pathlib
 import time
@@ -154,8 +155,15 @@ def _run_job(job: Job, settings: dict) -> tuple[list[dict], list[dict]]:
         time.perf_counter() - start,
     )
 
+    context = {
+        "settings": settings["model"],
+        "wavenumber": dataset.spectra.wavenumber,
+        "modality": dataset.spectra.modality,
+        "seed": split.index,
+    }
+
     def fit_and_record(spec, arrays, k, selection, draw):
-        method = spec.build(master, pls)
+        method = spec.build(master, pls, context)
         if not method.requires <= set(arrays):
             return  # e.g. no transfer standards in this data set
         start = time.perf_counter()
@@ -227,10 +235,18 @@ def run(config, workdir: str) -> list[dict]:
         "pls": dict(config.pls),
         "conformal_alpha": config.conformal_alpha,
         "methods": list(config.methods),
+        "model": config.model.to_dict(),
     }
+    uses_model = any(spec.family == "model" for spec in methods.get(config.methods))
+    if uses_model and not config.model.init:
+        raise ValueError("model methods need --config.model.init=EXPORT_DIR (a pretraining export)")
+    # JAX is not fork-safe: workers that run the model start fresh (spawn).
+    context = multiprocessing.get_context("spawn") if uses_model else None
     records, predictions = [], []
     start = time.perf_counter()
-    with concurrent.futures.ProcessPoolExecutor(max_workers=config.workers) as pool:
+    with concurrent.futures.ProcessPoolExecutor(
+        max_workers=config.workers, mp_context=context
+    ) as pool:
         futures = [pool.submit(run_job, job, settings) for job in jobs]
         for done, future in enumerate(concurrent.futures.as_completed(futures), 1):
             job_records, job_predictions = future.result()

@@ -23,12 +23,20 @@ from caltransfer_jax.classical.base import TransferMethod
 from caltransfer_jax.classical.pls import PLSRegressionCV
 
 
+def _model_method(name: str, context: dict) -> TransferMethod:
+    # Imported on use: the classical path (forked workers) must not load JAX.
+    from caltransfer_jax.transfer import model_methods
+
+    return getattr(model_methods, name)(**context)
+
+
 @dataclasses.dataclass(frozen=True)
 class MethodSpec:
     name: str
     family: str
-    # Builds an unfitted method from the fitted master calibration and a PLS template.
-    build: Callable[[PLSRegressionCV, PLSRegressionCV], TransferMethod]
+    # Builds an unfitted method from the fitted master calibration, a PLS template and the
+    # context (model settings, the data's axis and modality, the split's seed).
+    build: Callable[[PLSRegressionCV, PLSRegressionCV, dict], TransferMethod]
     zero_shot: bool
     description: str
 
@@ -37,100 +45,121 @@ _SPECS = [
     MethodSpec(
         "no_transfer",
         "reference",
-        lambda master, pls: corrections.NoTransfer(master),
+        lambda master, pls, context: corrections.NoTransfer(master),
         True,
         "master calibration applied to target spectra unchanged",
     ),
     MethodSpec(
         "mean_recentring",
         "classical",
-        lambda master, pls: corrections.MeanRecentring(master),
+        lambda master, pls, context: corrections.MeanRecentring(master),
         True,
         "target spectra re-centred on the master mean via unlabelled target spectra",
     ),
     MethodSpec(
         "standards_offset",
         "classical",
-        lambda master, pls: corrections.StandardsOffset(master),
+        lambda master, pls, context: corrections.StandardsOffset(master),
         True,
         "additive correction from transfer standards (corn: NBS glass)",
     ),
     MethodSpec(
         "dipls",
         "classical",
-        lambda master, pls: dipls.UnsupervisedDIPLS(master),
+        lambda master, pls, context: dipls.UnsupervisedDIPLS(master),
         True,
         "domain-invariant PLS with unlabelled target spectra",
     ),
     MethodSpec(
         "sbc",
         "classical",
-        lambda master, pls: corrections.SlopeBiasCorrection(master),
+        lambda master, pls, context: corrections.SlopeBiasCorrection(master),
         False,
         "slope/bias correction of master predictions",
     ),
     MethodSpec(
         "ds",
         "classical",
-        lambda master, pls: standardisation.DirectStandardisation(master),
+        lambda master, pls, context: standardisation.DirectStandardisation(master),
         False,
         "direct standardisation, ridge by leave-one-out",
     ),
     MethodSpec(
         "pds",
         "classical",
-        lambda master, pls: standardisation.PiecewiseDirectStandardisation(master),
+        lambda master, pls, context: standardisation.PiecewiseDirectStandardisation(master),
         False,
         "piecewise direct standardisation, window and ridge by leave-one-out",
     ),
     MethodSpec(
         "dipls_semisupervised",
         "classical",
-        lambda master, pls: dipls.SemiSupervisedDIPLS(master),
+        lambda master, pls, context: dipls.SemiSupervisedDIPLS(master),
         False,
         "di-PLS with the labelled target transfer samples joining the calibration",
     ),
     MethodSpec(
         "gct_pls",
         "classical",
-        lambda master, pls: gct.GCTPLS(master),
+        lambda master, pls, context: gct.GCTPLS(master),
         False,
         "graph-based calibration transfer PLS on the transfer pairs",
     ),
     MethodSpec(
         "pfce_ns",
         "classical",
-        lambda master, pls: pfce.NSPFCE(master),
+        lambda master, pls, context: pfce.NSPFCE(master),
         False,
         "non-supervised parameter-free calibration enhancement",
     ),
     MethodSpec(
         "pfce_ss",
         "classical",
-        lambda master, pls: pfce.SSPFCE(master),
+        lambda master, pls, context: pfce.SSPFCE(master),
         False,
         "semi-supervised PFCE (target transfer labels)",
     ),
     MethodSpec(
         "pfce_fs",
         "classical",
-        lambda master, pls: pfce.FSPFCE(master),
+        lambda master, pls, context: pfce.FSPFCE(master),
         False,
         "full-supervised PFCE (pairs and labels)",
     ),
     MethodSpec(
         "target_pls",
         "classical",
-        lambda master, pls: recalibration.TargetPLS(pls),
+        lambda master, pls, context: recalibration.TargetPLS(pls),
         False,
         "PLS on the k labelled target transfer samples only",
     ),
     MethodSpec(
         "augmented_pls",
         "classical",
-        lambda master, pls: recalibration.AugmentedPLS(pls),
+        lambda master, pls, context: recalibration.AugmentedPLS(pls),
         False,
         "PLS on master calibration plus the k labelled target samples",
+    ),
+    MethodSpec(
+        "model_frozen",
+        "model",
+        lambda master, pls, context: _model_method("ModelFrozen", context),
+        True,
+        "foundation model: master PLS head on frozen features, no adaptation",
+    ),
+    MethodSpec(
+        "model_ttt",
+        "model",
+        lambda master, pls, context: _model_method("ModelTTT", context),
+        True,
+        "foundation model: LoRA test-time training on unlabelled target spectra",
+    ),
+    MethodSpec(
+        "model_lora",
+        "model",
+        lambda master, pls, context: _model_method("ModelLoRA", context),
+        False,
+        "foundation model: LoRA few-shot on the transfer pairs and labels",
     ),
 ]
 

@@ -7,11 +7,26 @@ r"""Transfer benchmark configurations.
 `corn`: all 6 instrument pairs × 4 properties, k ∈ {0, 5, 10, 20, 30, 50}, 5 random 60/20
 splits × (10 random draws + Kennard–Stone). `tablet`: both pairs × 3 properties, split 0 the
 original (calibrate + validate = pool of 195, test = 460), 4 more random splits of the same
-sizes. `quick`: corn m5→mp6 moisture, 2 splits × 2 draws, for CI. Override any field with
+sizes. `corn_model`: corn m5→mp6, all properties, 5 splits × (3 draws + Kennard–Stone), classical
+and foundation-model rows (set `--config.model.init=EXPORT_DIR`). `quick`: corn m5→mp6 moisture,
+2 splits × 2 draws, for CI. Override any field with
 `--config.field=value`, e.g. `--config.workers=1`.
 """
 
+import importlib.util
+import pathlib
+
 import ml_collections
+
+
+def _sibling(name: str):
+    """Imports configs/<name>.py by path (works from any directory, as config files are)."""
+    path = pathlib.Path(__file__).with_name(f"{name}.py")
+    spec = importlib.util.spec_from_file_location(f"caltransfer_configs_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
 
 ALL_METHODS = (
     "no_transfer",
@@ -29,6 +44,7 @@ ALL_METHODS = (
     "target_pls",
     "augmented_pls",
 )
+MODEL_METHODS = ("model_frozen", "model_ttt", "model_lora")
 
 
 def get_config(arg: str = "corn") -> ml_collections.ConfigDict:
@@ -50,12 +66,19 @@ def get_config(arg: str = "corn") -> ml_collections.ConfigDict:
     config.conformal_alpha = 0.1
     config.methods = ALL_METHODS
     config.workers = 2
+    # Foundation-model rows (family "model"): adaptation settings of configs/adapt.py; they run
+    # only when `methods` names them and `model.init` names a pretraining export.
+    config.model = _sibling("adapt").model_config()
 
     if arg == "corn":
         pass
     elif arg == "tablet":
         config.dataset = "tablets"
         config.use_original_split = True
+    elif arg == "corn_model":
+        config.pairs = ("m5->mp6",)
+        config.methods = ALL_METHODS + MODEL_METHODS
+        config.n_draws = 3
     elif arg == "quick":
         config.pairs = ("m5->mp6",)
         config.properties = ("moisture",)
@@ -63,5 +86,7 @@ def get_config(arg: str = "corn") -> ml_collections.ConfigDict:
         config.n_splits = 2
         config.n_draws = 2
     else:
-        raise ValueError(f"unknown benchmark variant {arg!r}; use corn, tablet or quick")
+        raise ValueError(
+            f"unknown benchmark variant {arg!r}; use corn, tablet, corn_model or quick"
+        )
     return config

@@ -1,0 +1,76 @@
+"""Real spectra on the pretrained model's token grid.
+
+The model was pretrained on a fixed master grid per modality (`config.data.master_grid`,
+`num_points` points uniform in the modality's native unit). Real spectra are interpolated onto
+the points of that grid inside their own measured range (no extrapolation), padded to
+`num_points` with the validity mask, and standardised per spectrum as in pretraining
+(`pipeline.to_grid`). Every spectrum of one data set shares its axis, so the valid points are the
+same for all of them.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+import numpy as np
+
+from caltransfer_jax.data.spectra import MODALITIES, from_wavenumber, to_wavenumber
+from caltransfer_jax.pipeline import to_grid
+
+
+class ModelGrid:
+    """Maps (n, p) spectra on one physical axis to model inputs.
+
+    Args:
+        config: the pretraining config of the export (reads `data.master_grid`,
+            `data.num_points`, `data.normalize`).
+        wavenumber: (p,) axis of the spectra in cm⁻¹.
+        modality: 'NIR', 'IR' or 'Raman'.
+    """
+
+    def __init__(self, config: ml_collections.ConfigDict, wavenumber: np.ndarray, modality: str):
+        unit, start, stop = config.data.master_grid[modality]
+        num_points = int(config.data.num_points)
+        grid = np.linspace(float(start), float(stop), num_points)
+        axis = from_wavenumber(np.asarray(wavenumber, dtype=np.float64), unit)
+        order = np.argsort(axis)
+        self._axis, self._order = axis[order], order
+        inside = (grid >= self._axis[0]) & (grid <= self._axis[-1])
+        if inside.sum() < 2:
+            raise ValueError(
+                f"spectra cover {self._axis[0]:.1f}-{self._axis[-1]:.1f} {unit}, outside the "
+                f"model's {modality} grid {start}-{stop} {unit}"
+            )
+        self._grid = grid[inside]
+        self._wavenumber = to_wavenumber(self._grid, unit)
+        self.num_points = num_points
+        self.normalize = str(config.data.get("normalize", "snv"))
+        self.modality = MODALITIES.index(modality)
+
+    @property
+    def num_valid(self) -> int:
+        """Number of grid points the spectra cover."""
+        return int(self._grid.size)
+
+    def __call__(self, values: np.ndarray) -> dict[str, np.ndarray]:
+        """Model inputs for (n, p) spectra.
+
+        Returns:
+            values (n, L) float32, wavenumber (n, L) float32, valid (n, L) bool, modality (n,)
+            int32 — L = `num_points`, the valid points first (ascending wavenumber).
+        """
+        values = np.asarray(values, dtype=np.float64)[:, self._order]
+        rows = [
+            to_grid(
+                np.interp(self._grid, self._axis, v),
+                self._wavenumber,
+                self.num_points,
+                normalize=self.normalize,
+            )
+            for v in values
+        ]
+        return {
+            "values": np.stack([r["values"] for r in rows]),
+            "wavenumber": np.stack([r["wavenumber"] for r in rows]),
+            "valid": np.stack([r["valid"] for r in rows]),
+            "modality": np.full(len(rows), self.modality, np.int32),
+        }

@@ -1,0 +1,126 @@
+"""The foundation model as `TransferMethod`s, so the benchmark runs it like any classical method.
+
+Each method fits, on the master pool, a PLS head on the frozen export's features (components by
+CV; its CV residuals serve the benchmark's conformal intervals), then adapts LoRA adapters to the
+target with what the method may see:
+
+- `ModelFrozen` (k = 0): no adaptation — the master head on the base model's features.
+- `ModelTTT` (k = 0): test-time training on the unlabelled target pool (`transfer.ttt`).
+- `ModelLoRA` (k > 0): few-shot training on the k transfer pairs and labels (`transfer.fewshot`).
+
+Models and compiled steps are cached per process (`adaptable_model`), so only the first transfer
+of a worker pays for loading and compiling.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import pathlib
+from typing import ClassVar
+
+import ml_collections
+import numpy as np
+
+from caltransfer_jax.classical.base import TransferMethod
+from caltransfer_jax.classical.pls import PLSRegressionCV
+from caltransfer_jax.transfer.adaptable import AdaptableModel
+from caltransfer_jax.transfer.fewshot import few_shot
+from caltransfer_jax.transfer.grid import ModelGrid
+from caltransfer_jax.transfer.ttt import run_ttt
+
+
+@functools.cache
+def _adaptable(settings_json: str, num_valid: int) -> AdaptableModel:
+    settings = ml_collections.ConfigDict(json.loads(settings_json))
+    return AdaptableModel(settings.init, settings.lora, settings.features, num_valid)
+
+
+def adaptable_model(
+    settings: ml_collections.ConfigDict, wavenumber: np.ndarray, modality: str
+) -> tuple[AdaptableModel, ModelGrid]:
+    """The cached adaptable model for `settings` (configs/adapt.py `model_config`) and its grid."""
+    # The grid needs only the export's data config, read before the model is built.
+    grid = ModelGrid(_export_config(settings.init), wavenumber, modality)
+    return _adaptable(settings.to_json(sort_keys=True), grid.num_valid), grid
+
+
+@functools.cache
+def _export_config(init: str) -> ml_collections.ConfigDict:
+    path = pathlib.Path(init) / "config.json"
+    if not path.exists():
+        raise FileNotFoundError(f"{init}: not a model export (no config.json)")
+    return ml_collections.ConfigDict(json.loads(path.read_text()))
+
+
+class ModelMethod(TransferMethod):
+    """Shared part: the master head on base features and prediction with the fitted adapters.
+
+    Args:
+        settings: the adaptation settings (configs/adapt.py `model_config()`), as a dict.
+        wavenumber: (p,) axis of the spectra the method will see, in cm⁻¹.
+        modality: 'NIR', 'IR' or 'Raman'.
+        seed: seeds the adaptation's draws (held-out part, batches, masks).
+    """
+
+    def __init__(self, settings: dict, wavenumber: np.ndarray, modality: str, seed: int = 0):
+        self.settings = settings
+        self.wavenumber = wavenumber
+        self.modality = modality
+        self.seed = seed
+
+    def fit(self, X, y, **transfer):
+        X, y, arrays = self._check(X, y, transfer)
+        settings = ml_collections.ConfigDict(self.settings)
+        self.adaptable_, self.grid_ = adaptable_model(settings, self.wavenumber, self.modality)
+        model = self.adaptable_
+        master = self.grid_(X)
+        features = model.features_of(model.initial, master)
+        self.model_ = PLSRegressionCV(seed=self.seed, **settings.head).fit(features, y)
+        self.adapters_, self.log_ = self._adapt(model, master, arrays, settings)
+        return self
+
+    def _adapt(self, model, master, arrays, settings) -> tuple[dict, list[dict]]:
+        raise NotImplementedError
+
+    def predict(self, X):
+        features = self.adaptable_.features_of(self.adapters_, self.grid_(np.asarray(X)))
+        return self.model_.predict(features)
+
+
+class ModelFrozen(ModelMethod):
+    """The master head on the base model's features; no adaptation (the zero-shot baseline)."""
+
+    def _adapt(self, model, master, arrays, settings):
+        return model.initial, []
+
+
+class ModelTTT(ModelMethod):
+    """Zero-shot: test-time training on the unlabelled target spectra."""
+
+    requires: ClassVar[frozenset[str]] = frozenset({"X_target_unlabelled"})
+
+    def _adapt(self, model, master, arrays, settings):
+        target = self.grid_(arrays["X_target_unlabelled"])
+        return run_ttt(model, master, target, settings.ttt, self.seed)
+
+
+class ModelLoRA(ModelMethod):
+    """Few-shot: LoRA on the k transfer pairs and their labels."""
+
+    requires: ClassVar[frozenset[str]] = frozenset(
+        {"X_master_transfer", "X_target_transfer", "y_transfer"}
+    )
+
+    def _adapt(self, model, master, arrays, settings):
+        head = (self.model_.coef_, self.model_.intercept_)
+        return few_shot(
+            model,
+            master,
+            self.grid_(arrays["X_master_transfer"]),
+            self.grid_(arrays["X_target_transfer"]),
+            arrays["y_transfer"],
+            head,
+            settings.few_shot,
+            self.seed,
+        )

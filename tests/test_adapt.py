@@ -1,0 +1,128 @@
+"""LoRA adapters and test-time training on the tiny model (CPU, seconds).
+
+The export is a randomly initialised tiny model written through the project's export format, so
+these tests check the mechanics of adaptation, not the quality of a pretrained model.
+"""
+
+import importlib.util
+import pathlib
+
+import jax
+import numpy as np
+import optax
+import pytest
+from flax import nnx
+
+from caltransfer_jax.checkpointing import export_params, load_export
+from caltransfer_jax.models import build_model
+from caltransfer_jax.objectives.reconstruction import masked_mse
+from caltransfer_jax.simulate import Simulator, SimulatorConfig
+from caltransfer_jax.simulate.instruments import draw_jitter, make_instrument, measure
+from caltransfer_jax.transfer import lora
+from caltransfer_jax.transfer.adaptable import take
+from caltransfer_jax.transfer.model_methods import adaptable_model
+from caltransfer_jax.transfer.ttt import run_ttt
+
+CONFIGS = pathlib.Path(__file__).parents[1] / "configs"
+# nnx.LoRAParam subclasses nnx.Param: the base weights are the Params that are not adapters.
+BASE = nnx.All(nnx.Param, nnx.Not(nnx.LoRAParam))
+
+
+def _config(name: str):
+    spec = importlib.util.spec_from_file_location(f"test_configs_{name}", CONFIGS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def tiny_export(tmp_path_factory):
+    config = _config("pretrain").get_config("tiny")
+    model = build_model(config.model, config.seed)
+    directory = tmp_path_factory.mktemp("export") / "export"
+    export_params(directory, nnx.to_pure_dict(nnx.state(model, nnx.Param)), config, {"step": 0})
+    return directory
+
+
+def _batch(n=4, length=64):
+    wn = np.linspace(4000.0, 9000.0, length, dtype=np.float32)
+    values = np.random.default_rng(0).normal(size=(n, length)).astype(np.float32)
+    return values, np.tile(wn, (n, 1)), np.ones((n, length), bool), np.zeros(n, np.int32)
+
+
+def test_lora_moves_adapters_and_leaves_base_weights_bitwise_unchanged(tiny_export, tmp_path):
+    model, _ = load_export(tiny_export)
+    paths = lora.add_lora(model, r"transformer|backbone", rank=2, alpha=4.0)
+    counts = lora.count_params(model)
+    assert paths and 0 < counts["adapter"] < counts["base"]
+    base = jax.tree.map(np.array, nnx.to_pure_dict(nnx.state(model, BASE)))
+    before = jax.tree.map(np.array, nnx.to_pure_dict(nnx.state(model, nnx.LoRAParam)))
+    optimizer = nnx.Optimizer(model, optax.adam(1e-2), wrt=nnx.LoRAParam)
+    values, wn, valid, modality = _batch()
+    hidden = np.zeros_like(valid)
+    hidden[:, 8:24] = True
+
+    def loss(m):
+        out = m(values, wn, valid, modality, hidden, heads=("reconstruction",))
+        return masked_mse(out["reconstruction"], values, hidden)
+
+    for _ in range(3):
+        grads = nnx.grad(loss, argnums=nnx.DiffState(0, nnx.LoRAParam))(model)
+        optimizer.update(model, grads)
+    after_base = nnx.to_pure_dict(nnx.state(model, BASE))
+    for x, y in zip(jax.tree.leaves(base), jax.tree.leaves(after_base), strict=True):
+        np.testing.assert_array_equal(x, np.asarray(y))
+    moved = jax.tree.map(
+        lambda x, y: not np.array_equal(x, np.asarray(y)),
+        before,
+        nnx.to_pure_dict(nnx.state(model, nnx.LoRAParam)),
+    )
+    assert all(jax.tree.leaves(moved))
+
+    lora.save_adapters(
+        tmp_path / "adapters",
+        nnx.to_pure_dict(nnx.state(model, nnx.LoRAParam)),
+        {"rank": 2, "alpha": 4.0, "paths": paths},
+    )
+    fresh, _ = load_export(tiny_export)
+    lora.add_lora(fresh, r"transformer|backbone", rank=2, alpha=4.0, seed=1)
+    assert lora.load_adapters(tmp_path / "adapters", fresh)["rank"] == 2
+    for x, y in zip(
+        jax.tree.leaves(nnx.state(model, nnx.LoRAParam)),
+        jax.tree.leaves(nnx.state(fresh, nnx.LoRAParam)),
+        strict=True,
+    ):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def _simulated_pair(n: int):
+    """The same simulated NIR samples measured by two simulated instruments (a shift)."""
+    sim = Simulator(SimulatorConfig(modality_weights=(1.0, 0.0, 0.0)))
+    fine = sim.true_spectra([sim.sample(i) for i in range(n)])
+    rng = np.random.default_rng(0)
+    views = []
+    for instrument_id in (0, 1):
+        instrument = make_instrument(0, instrument_id, "NIR", 0)
+        views.append(measure(instrument, fine, draw_jitter(instrument, rng, n)))
+    return views, 1e7 / instrument.axis
+
+
+def test_ttt_lowers_its_loss_and_aligns_held_out_pairs(tiny_export):
+    (master_raw, target_raw), wavenumber = _simulated_pair(64)
+    settings = _config("adapt").model_config()
+    settings.init = str(tiny_export)
+    settings.features = "zchem"
+    settings.ttt.update(steps=40, lr=3e-3, eval_every=5, patience=100)
+    model, grid = adaptable_model(settings, wavenumber, "NIR")
+    master, target = grid(master_raw), grid(target_raw)
+    fit, probe = np.arange(48), np.arange(48, 64)
+    adapters, log = run_ttt(model, take(master, fit), take(target, fit), settings.ttt)
+    best = min(entry["criterion"] for entry in log)
+    assert best < log[0]["criterion"]
+    # Probe: held-out samples (never seen by TTT) lie closer to their master twins' features.
+    ref = model.features_of(model.initial, take(master, probe))
+
+    def paired_distance(a):
+        return np.mean(np.square(model.features_of(a, take(target, probe)) - ref))
+
+    assert paired_distance(adapters) < paired_distance(model.initial)

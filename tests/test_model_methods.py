@@ -1,0 +1,89 @@
+"""The benchmark's foundation-model rows under the transfer protocol, checked from its output.
+
+A randomly initialised tiny export stands in for a pretrained one: this checks the protocol and
+the plumbing (spawned workers, records, transfer sets), not the model's accuracy.
+"""
+
+import importlib.util
+import json
+import pathlib
+import subprocess
+import sys
+
+import pytest
+from flax import nnx
+
+from caltransfer_jax.checkpointing import export_params
+from caltransfer_jax.models import build_model
+
+REPO = pathlib.Path(__file__).parents[1]
+
+
+@pytest.fixture(scope="module")
+def model_run(tmp_path_factory):
+    spec = importlib.util.spec_from_file_location("test_pretrain", REPO / "configs/pretrain.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    config = module.get_config("tiny")
+    model = build_model(config.model, config.seed)
+    export = tmp_path_factory.mktemp("export") / "export"
+    export_params(export, nnx.to_pure_dict(nnx.state(model, nnx.Param)), config, {"step": 0})
+    workdir = tmp_path_factory.mktemp("bench")
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "caltransfer_jax.benchmark",
+            "--config=configs/benchmark.py:quick",
+            "--config.methods=('mean_recentring','model_frozen','model_ttt','model_lora')",
+            f"--config.model.init={export}",
+            "--config.ks=(0,5)",
+            "--config.n_splits=1",
+            "--config.n_draws=1",
+            "--config.workers=1",
+            "--config.model.ttt.steps=10",
+            "--config.model.few_shot.steps=5",
+            f"--workdir={workdir}",
+        ],
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    records = [json.loads(line) for line in (workdir / "results.jsonl").read_text().splitlines()]
+    splits = json.loads((workdir / "splits.json").read_text())
+    sets = [json.loads(line) for line in (workdir / "transfer_sets.jsonl").read_text().splitlines()]
+    return records, splits, sets
+
+
+def test_model_rows_exist_with_every_field(model_run):
+    records, _, _ = model_run
+    model = [r for r in records if r["family"] == "model"]
+    assert {(r["method"], r["k"]) for r in model} == {
+        ("model_frozen", 0),
+        ("model_ttt", 0),
+        ("model_lora", 5),
+    }
+    for r in model:
+        for field in ("r2", "rmsep", "coverage", "interval_half_width", "fit_seconds"):
+            assert field in r
+
+
+def test_model_rows_never_fit_on_test_samples(model_run):
+    records, splits, sets = model_run
+    by_split = {s["index"]: s for s in splits}
+    index = {(t["source"], t["split"], t["k"], t["selection"], t["draw"]): t for t in sets}
+    checked = 0
+    for r in records:
+        if r["family"] != "model" or r["k"] == 0:
+            continue
+        split = by_split[r["split"]]
+        tset = index[(r["source"], r["split"], r["k"], r["selection"], r["draw"])]
+        assert len(tset["ids"]) == r["k"]
+        assert set(tset["ids"]) <= set(split["pool"])
+        assert not set(tset["ids"]) & set(split["test"])
+        checked += 1
+    assert checked == 2  # Kennard–Stone and one random draw
+    # The unlabelled target spectra a zero-shot row adapts to are the pool's, never the test's.
+    for s in splits:
+        assert not set(s["pool"]) & set(s["test"])
