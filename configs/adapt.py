@@ -50,7 +50,7 @@ def model_config() -> ml_collections.ConfigDict:
     config.few_shot.steps = 40
     config.few_shot.lr = 1e-3
     config.few_shot.batch_size = 16  # master pool spectra per step (the anchor term)
-    config.few_shot.max_k = 64  # transfer pairs are padded to this (one compilation for all k)
+    config.few_shot.max_k = 64  # largest k (pairs are padded to a power of two up to this)
     config.few_shot.label_weight = 1.0
     config.few_shot.pair_weight = 1.0
     config.few_shot.anchor_weight = 1.0

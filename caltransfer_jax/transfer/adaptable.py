@@ -7,8 +7,9 @@ that take the adapters as an argument, so one compilation serves every transfer 
 
 Features — what a calibration head reads:
 - 'zchem': the chemistry code z_chem (c,);
-- 'canonical': the FNO transfer head's output on the valid grid points, i.e. the spectrum mapped
-  to the canonical (master) instrument — a learned spectral standardiser read by PLS.
+- 'canonical': the FNO transfer head's output on the valid grid points, returned to the
+  spectrum's own units (× its scale + its offset), i.e. the spectrum mapped to the canonical
+  (master) instrument — a learned spectral standardiser read by PLS.
 
 Losses use features divided by `scale` (the base features' pooled std on the master pool), so
 their weights mean the same for both kinds.
@@ -93,7 +94,10 @@ class AdaptableModel:
         if self.features == "zchem":
             return self._forward(adapters, rest, batch)["z_chem"]
         out = self._forward(adapters, rest, batch, heads=("transfer",))
-        return out["transfer"][:, : self.num_valid]
+        # Back to the spectrum's own units: the model sees standardised spectra, but level and
+        # scale carry chemistry (corn moisture: PLS R² 0.9998 on raw spectra, 0.80 after SNV).
+        canonical = out["transfer"][:, : self.num_valid]
+        return canonical * batch["scale"][:, None] + batch["offset"][:, None]
 
     def features_of(self, adapters: dict, batch: dict[str, np.ndarray], chunk: int = 64):
         """(n, f) float64 features of a whole array batch, in fixed-size chunks (one compile)."""

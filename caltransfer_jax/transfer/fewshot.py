@@ -2,7 +2,7 @@
 
 The master calibration head (PLS on the base features of the master pool, linear: ŷ = f·w + c)
 stays fixed; the adapters learn to map target spectra to features the head already understands.
-Per step (every transfer sample, padded to a fixed `max_k` with zero weights, and B master pool
+Per step (every transfer sample, padded with zero weights to a power of two, and B master pool
 spectra):
 
     L = w_y · mean_k (f(x_t)·w + c − y)²            labels of the transfer samples (standardised)
@@ -91,13 +91,15 @@ def few_shot(
     ref = model.features_of(adapters, master)
     ref_k = model.features_of(adapters, master_transfer)
     scale = float(np.sqrt(ref.var(axis=0).mean()) + 1e-8)
-    # Fixed shapes: pad the k pairs to max_k rows carrying zero weight.
-    pad = np.concatenate([np.arange(k), np.zeros(settings.max_k - k, int)])
+    # Fixed shapes: pad the k pairs with zero-weight rows to the next power of two (at least 8),
+    # so that the k of a benchmark share a few compilations and small k stay cheap.
+    rows = min(max(8, 1 << (k - 1).bit_length()), settings.max_k)
+    pad = np.concatenate([np.arange(k), np.zeros(rows - k, int)])
     pairs = (
         take(target_transfer, pad),
         ref_k[pad].astype(np.float32),
         np.asarray(y_transfer, np.float32)[pad],
-        (np.arange(settings.max_k) < k).astype(np.float32),
+        (np.arange(rows) < k).astype(np.float32),
     )
     head = (np.asarray(head[0], np.float32), np.float32(head[1]))
     opt_state = tx.init(adapters)

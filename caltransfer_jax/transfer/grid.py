@@ -56,7 +56,9 @@ class ModelGrid:
 
         Returns:
             values (n, L) float32, wavenumber (n, L) float32, valid (n, L) bool, modality (n,)
-            int32 — L = `num_points`, the valid points first (ascending wavenumber).
+            int32 — L = `num_points`, the valid points first (ascending wavenumber) — and the
+            per-spectrum standardisation, offset (n,) and scale (n,): raw = values · scale +
+            offset on the valid points.
         """
         values = np.asarray(values, dtype=np.float64)[:, self._order]
         rows = [
@@ -73,4 +75,6 @@ class ModelGrid:
             "wavenumber": np.stack([r["wavenumber"] for r in rows]),
             "valid": np.stack([r["valid"] for r in rows]),
             "modality": np.full(len(rows), self.modality, np.int32),
+            "offset": np.array([r["offset"] for r in rows], np.float32),
+            "scale": np.array([r["scale"] for r in rows], np.float32),
         }

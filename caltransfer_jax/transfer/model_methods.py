@@ -5,8 +5,17 @@ CV; its CV residuals serve the benchmark's conformal intervals), then adapts LoR
 target with what the method may see:
 
 - `ModelFrozen` (k = 0): no adaptation — the master head on the base model's features.
-- `ModelTTT` (k = 0): test-time training on the unlabelled target pool (`transfer.ttt`).
-- `ModelLoRA` (k > 0): few-shot training on the k transfer pairs and labels (`transfer.fewshot`).
+- `ModelTTT` (k = 0): test-time training on the unlabelled target pool (`transfer.ttt`), then the
+  remaining mean difference between the master pool's base features and the target pool's
+  adapted features is removed.
+- `ModelLoRA` (k > 0): few-shot training on the k transfer pairs and labels (`transfer.fewshot`),
+  then the remaining mean difference between each transfer sample's master features and its
+  adapted target features is removed.
+
+Why the final mean shift: the model reads standardised spectra, and the features are returned to
+each spectrum's own level and scale outside it (`transfer.adaptable`), so no adapter can move a
+level difference between instruments; a mean shift in feature space can, from the same label-free
+(zero-shot) or paired (few-shot) data the adaptation saw.
 
 Models and compiled steps are cached per process (`adaptable_model`), so only the first transfer
 of a worker pays for loading and compiling.
@@ -78,14 +87,23 @@ class ModelMethod(TransferMethod):
         features = model.features_of(model.initial, master)
         self.model_ = PLSRegressionCV(seed=self.seed, **settings.head).fit(features, y)
         self.adapters_, self.log_ = self._adapt(model, master, arrays, settings)
+        self.shift_ = self._shift(features, arrays)
         return self
 
     def _adapt(self, model, master, arrays, settings) -> tuple[dict, list[dict]]:
         raise NotImplementedError
 
-    def predict(self, X):
+    def _shift(self, master_features: np.ndarray, arrays: dict) -> np.ndarray | float:
+        """Feature offset added before the head (0: none)."""
+        return 0.0
+
+    def features(self, X) -> np.ndarray:
+        """Adapted features of (n, p) target spectra, shifted, as the head reads them."""
         features = self.adaptable_.features_of(self.adapters_, self.grid_(np.asarray(X)))
-        return self.model_.predict(features)
+        return features + self.shift_
+
+    def predict(self, X):
+        return self.model_.predict(self.features(X))
 
 
 class ModelFrozen(ModelMethod):
@@ -103,6 +121,12 @@ class ModelTTT(ModelMethod):
     def _adapt(self, model, master, arrays, settings):
         target = self.grid_(arrays["X_target_unlabelled"])
         return run_ttt(model, master, target, settings.ttt, self.seed)
+
+    def _shift(self, master_features, arrays):
+        target = self.adaptable_.features_of(
+            self.adapters_, self.grid_(arrays["X_target_unlabelled"])
+        )
+        return master_features.mean(0) - target.mean(0)
 
 
 class ModelLoRA(ModelMethod):
@@ -124,3 +148,9 @@ class ModelLoRA(ModelMethod):
             settings.few_shot,
             self.seed,
         )
+
+    def _shift(self, master_features, arrays):
+        model = self.adaptable_
+        master = model.features_of(model.initial, self.grid_(arrays["X_master_transfer"]))
+        target = model.features_of(self.adapters_, self.grid_(arrays["X_target_transfer"]))
+        return (master - target).mean(0)
