@@ -18,6 +18,7 @@ import json
 import pathlib
 import time
 
+import numpy as np
 from absl import app, flags, logging
 from ml_collections import config_flags
 
@@ -76,7 +77,8 @@ def adapt(config, workdir: str | pathlib.Path) -> dict:
     seconds = time.perf_counter() - start
     predicted = method.predict(data.values("target", test)) * sd + mu
     y_test = data.labels(config.property, test)
-    half_width = conformal_quantile(method.model_.cv_residuals_ * sd, config.conformal_alpha)
+    scores = getattr(method, "conformity_scores_", method.model_.cv_residuals_)
+    half_width = conformal_quantile(np.asarray(scores) * sd, config.conformal_alpha)
     model = method.adaptable_
     result = {
         "mode": config.mode,

@@ -170,9 +170,12 @@ def _run_job(job: Job, settings: dict) -> tuple[list[dict], list[dict]]:
         method.fit(master_pool, y_pool_std, **arrays)
         predicted = method.predict(target_test)
         seconds = time.perf_counter() - start
-        # Conformal scores: held-out residuals of the method's own calibration if it has one
-        # (target or augmented PLS), otherwise of the master calibration.
-        own = getattr(getattr(method, "model_", None), "cv_residuals_", None)
+        # Conformal scores: the method's own residuals on target transfer samples where it
+        # provides them (the few-shot model rows), else held-out residuals of its own
+        # calibration if it has one (target or augmented PLS), else of the master calibration.
+        own = getattr(method, "conformity_scores_", None)
+        if own is None:
+            own = getattr(getattr(method, "model_", None), "cv_residuals_", None)
         residuals = master.cv_residuals_ if own is None else own
         record(spec.name, spec.family, k, selection, draw, predicted, residuals, seconds)
 

@@ -7,8 +7,10 @@ r"""Transfer benchmark configurations.
 `corn`: all 6 instrument pairs × 4 properties, k ∈ {0, 5, 10, 20, 30, 50}, 5 random 60/20
 splits × (10 random draws + Kennard–Stone). `tablet`: both pairs × 3 properties, split 0 the
 original (calibrate + validate = pool of 195, test = 460), 4 more random splits of the same
-sizes. `corn_model`: corn m5→mp6, all properties, 5 splits × (3 draws + Kennard–Stone), classical
-and foundation-model rows (set `--config.model.init=EXPORT_DIR`). `quick`: corn m5→mp6 moisture,
+sizes. `corn_model`: corn m5→mp6, all properties, 3 splits × (2 draws + Kennard–Stone), classical
+and foundation-model rows (set `--config.model.init=EXPORT_DIR`). `tablet_model`: tablets
+spec1→spec2, all properties, the original split and one random split × (2 draws +
+Kennard–Stone), classical and model rows. `quick`: corn m5→mp6 moisture,
 2 splits × 2 draws, for CI. Override any field with
 `--config.field=value`, e.g. `--config.workers=1`.
 """
@@ -78,7 +80,15 @@ def get_config(arg: str = "corn") -> ml_collections.ConfigDict:
     elif arg == "corn_model":
         config.pairs = ("m5->mp6",)
         config.methods = ALL_METHODS + MODEL_METHODS
-        config.n_draws = 3
+        config.n_splits = 3
+        config.n_draws = 2
+    elif arg == "tablet_model":
+        config.dataset = "tablets"
+        config.use_original_split = True
+        config.pairs = ("spec1->spec2",)
+        config.methods = ALL_METHODS + MODEL_METHODS
+        config.n_splits = 2
+        config.n_draws = 2
     elif arg == "quick":
         config.pairs = ("m5->mp6",)
         config.properties = ("moisture",)
@@ -87,6 +97,6 @@ def get_config(arg: str = "corn") -> ml_collections.ConfigDict:
         config.n_draws = 2
     else:
         raise ValueError(
-            f"unknown benchmark variant {arg!r}; use corn, tablet, corn_model or quick"
+            f"unknown benchmark variant {arg!r}; use corn, tablet, corn_model, tablet_model or quick"
         )
     return config

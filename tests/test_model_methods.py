@@ -87,3 +87,14 @@ def test_model_rows_never_fit_on_test_samples(model_run):
     # The unlabelled target spectra a zero-shot row adapts to are the pool's, never the test's.
     for s in splits:
         assert not set(s["pool"]) & set(s["test"])
+
+
+def test_few_shot_model_intervals_calibrate_on_target_transfer_samples(model_run):
+    records, _, _ = model_run
+    lora = [r for r in records if r["method"] == "model_lora"]
+    frozen = [r for r in records if r["method"] == "model_frozen"]
+    assert lora and frozen
+    # k = 5 target scores cannot give a 90 % split-conformal quantile: the interval is unbounded,
+    # where the master's 45 CV residuals give the frozen row a finite one.
+    assert all(r["interval_half_width"] == float("inf") for r in lora)
+    assert all(0 < r["interval_half_width"] < float("inf") for r in frozen)
