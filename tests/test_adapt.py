@@ -10,11 +10,9 @@ import pathlib
 import jax
 import numpy as np
 import optax
-import pytest
 from flax import nnx
 
-from caltransfer_jax.checkpointing import export_params, load_export
-from caltransfer_jax.models import build_model
+from caltransfer_jax.checkpointing import load_export
 from caltransfer_jax.objectives.reconstruction import masked_mse
 from caltransfer_jax.simulate import Simulator, SimulatorConfig
 from caltransfer_jax.simulate.instruments import draw_jitter, make_instrument, measure
@@ -31,15 +29,6 @@ def _config(name: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-@pytest.fixture(scope="session")
-def tiny_export(tmp_path_factory):
-    config = _config("pretrain").get_config("tiny")
-    model = build_model(config.model, config.seed)
-    directory = tmp_path_factory.mktemp("export") / "export"
-    export_params(directory, nnx.to_pure_dict(nnx.state(model, nnx.Param)), config, {"step": 0})
-    return directory
 
 
 def _batch(n=4, length=64):

@@ -4,30 +4,18 @@ A randomly initialised tiny export stands in for a pretrained one: this checks t
 the plumbing (spawned workers, records, transfer sets), not the model's accuracy.
 """
 
-import importlib.util
 import json
 import pathlib
 import subprocess
 import sys
 
 import pytest
-from flax import nnx
-
-from caltransfer_jax.checkpointing import export_params
-from caltransfer_jax.models import build_model
 
 REPO = pathlib.Path(__file__).parents[1]
 
 
 @pytest.fixture(scope="module")
-def model_run(tmp_path_factory):
-    spec = importlib.util.spec_from_file_location("test_pretrain", REPO / "configs/pretrain.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    config = module.get_config("tiny")
-    model = build_model(config.model, config.seed)
-    export = tmp_path_factory.mktemp("export") / "export"
-    export_params(export, nnx.to_pure_dict(nnx.state(model, nnx.Param)), config, {"step": 0})
+def model_run(tmp_path_factory, tiny_export):
     workdir = tmp_path_factory.mktemp("bench")
     subprocess.run(
         [
@@ -36,7 +24,7 @@ def model_run(tmp_path_factory):
             "caltransfer_jax.benchmark",
             "--config=configs/benchmark.py:quick",
             "--config.methods=('mean_recentring','model_frozen','model_ttt','model_lora')",
-            f"--config.model.init={export}",
+            f"--config.model.init={tiny_export}",
             "--config.ks=(0,5)",
             "--config.n_splits=1",
             "--config.n_draws=1",

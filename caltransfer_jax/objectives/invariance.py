@@ -2,13 +2,11 @@
 
 - KL(q(z|x) ‖ N(0, I)) of z_chem and z_inst, averaged over spectra (weighted by β in the config).
 - z_inst must predict the instrument: cross-entropy of the model's `inst_logits`.
-- z_chem must not: the model's adversary reads z_chem through the model's gradient-reversal
-  layer, so minimising the adversary's cross-entropy trains the adversary to find the instrument
-  while the encoder receives the negated gradient and learns to remove it (the DANN min–max
-  game; the seed's sign error and its "push to uniform" version are not a game at all). The
-  adversary reads the posterior **mean** of z_chem, the code every downstream use reads: on the
-  sampled code the latent noise alone can hide the instrument from it (it stayed at chance in
-  training while a ridge probe still read the instrument off the means at 77 %).
+- z_chem must not: the model's adversary reads the z_chem posterior mean through a
+  gradient-reversal layer, so minimising the adversary's cross-entropy trains the adversary to
+  find the instrument while the encoder receives the negated gradient and learns to remove it
+  (the DANN min–max game; the seed's sign error and its "push to uniform" version are not a game
+  at all).
 
 Shapes: b batch, k instruments.
 """
@@ -18,8 +16,6 @@ from __future__ import annotations
 import jax.numpy as jnp
 import optax
 from jaxtyping import Array, Float, Int
-
-from caltransfer_jax.models.vib import VariationalBottleneck, gradient_reversal
 
 
 def instrument_cross_entropy(
@@ -34,22 +30,11 @@ def accuracy(logits: Float[Array, "b k"], instrument: Int[Array, " b"]) -> Float
     return jnp.mean(jnp.argmax(logits, -1) == instrument)
 
 
-def adversary_logits(
-    vib: VariationalBottleneck, chem_mean: Float[Array, "b c"]
-) -> Float[Array, "b k"]:
-    """The model's adversary on the posterior mean of z_chem, behind its gradient reversal."""
-    return vib.adversary(gradient_reversal(chem_mean, vib.grl_scale))
-
-
-def vib_terms(
-    out: dict[str, Array], vib: VariationalBottleneck, instrument: Int[Array, " b"]
-) -> dict[str, Array]:
+def vib_terms(out: dict[str, Array], instrument: Int[Array, " b"]) -> dict[str, Array]:
     """The bottleneck's loss terms from a model output dict.
 
     Args:
-        out: `SpectralModel` outputs with kl_chem, kl_inst (b,), inst_logits (b, k) and
-            chem_mean (b, c).
-        vib: the model's bottleneck (its adversary and reversal scale).
+        out: `SpectralModel` outputs with kl_chem, kl_inst (b,), inst_logits, adv_logits (b, k).
         instrument: (b,) instrument id of every spectrum.
 
     Returns:
@@ -60,5 +45,5 @@ def vib_terms(
         "kl_chem": out["kl_chem"].mean(),
         "kl_inst": out["kl_inst"].mean(),
         "instrument": instrument_cross_entropy(out["inst_logits"], instrument),
-        "adversary": instrument_cross_entropy(adversary_logits(vib, out["chem_mean"]), instrument),
+        "adversary": instrument_cross_entropy(out["adv_logits"], instrument),
     }

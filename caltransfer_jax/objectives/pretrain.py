@@ -247,12 +247,10 @@ def pretraining_terms(
     # Both views: bottleneck, instrument game, transfer.
     views_out = {
         k: jnp.concatenate([part("view1", k), part("view2", k)])
-        for k in ("kl_chem", "kl_inst", "inst_logits", "chem_mean")
+        for k in ("kl_chem", "kl_inst", "inst_logits", "adv_logits")
     }
     terms.update(
-        invariance.vib_terms(
-            views_out, online.model.vib, jnp.concatenate([instrument[:, 0], instrument[:, 1]])
-        )
+        invariance.vib_terms(views_out, jnp.concatenate([instrument[:, 0], instrument[:, 1]]))
     )
     terms["moe_balance"] = out["moe_balance_loss"]
     for name, view in (("view1", view1), ("view2", view2)):

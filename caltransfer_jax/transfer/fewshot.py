@@ -59,6 +59,7 @@ def _compiled(model: AdaptableModel, weights: tuple[float, float, float], lr: fl
 def few_shot(
     model: AdaptableModel,
     master: dict[str, np.ndarray],
+    ref: np.ndarray,
     master_transfer: dict[str, np.ndarray],
     target_transfer: dict[str, np.ndarray],
     y_transfer: np.ndarray,
@@ -71,6 +72,7 @@ def few_shot(
     Args:
         model: the adaptable export.
         master: model inputs of the master pool spectra (n, L).
+        ref: (n, f) their base-model features (what the master head was fitted on).
         master_transfer, target_transfer: model inputs of the k transfer samples on both
             instruments, row by row the same samples.
         y_transfer: (k,) standardised reference values.
@@ -88,7 +90,6 @@ def few_shot(
     weights = (settings.label_weight, settings.pair_weight, settings.anchor_weight)
     tx, step = _compiled(model, weights, float(settings.lr))
     adapters = model.initial
-    ref = model.features_of(adapters, master)
     ref_k = model.features_of(adapters, master_transfer)
     scale = float(np.sqrt(ref.var(axis=0).mean()) + 1e-8)
     # Fixed shapes: pad the k pairs with zero-weight rows to the next power of two (at least 8),

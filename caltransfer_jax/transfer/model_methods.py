@@ -87,12 +87,16 @@ class ModelMethod(TransferMethod):
         master = self.grid_(X)
         features = model.features_of(model.initial, master)
         self.model_ = PLSRegressionCV(seed=self.seed, **settings.head).fit(features, y)
-        self.adapters_, self.log_ = self._adapt(model, master, arrays, settings)
+        self.adapters_, self.log_ = self._adapt(model, master, features, arrays, settings)
         self.shift_ = self._shift(features, arrays)
         return self
 
-    def _adapt(self, model, master, arrays, settings) -> tuple[dict, list[dict]]:
-        raise NotImplementedError
+    def _adapt(self, model, master, features, arrays, settings) -> tuple[dict, list[dict]]:
+        """(adapters, log) from the master inputs, their base features and the transfer data.
+
+        The base: no adaptation.
+        """
+        return model.initial, []
 
     def _shift(self, master_features: np.ndarray, arrays: dict) -> np.ndarray | float:
         """Feature offset added before the head (0: none)."""
@@ -110,18 +114,15 @@ class ModelMethod(TransferMethod):
 class ModelFrozen(ModelMethod):
     """The master head on the base model's features; no adaptation (the zero-shot baseline)."""
 
-    def _adapt(self, model, master, arrays, settings):
-        return model.initial, []
-
 
 class ModelTTT(ModelMethod):
     """Zero-shot: test-time training on the unlabelled target spectra."""
 
     requires: ClassVar[frozenset[str]] = frozenset({"X_target_unlabelled"})
 
-    def _adapt(self, model, master, arrays, settings):
+    def _adapt(self, model, master, features, arrays, settings):
         target = self.grid_(arrays["X_target_unlabelled"])
-        return run_ttt(model, master, target, settings.ttt, self.seed)
+        return run_ttt(model, master, features, target, settings.ttt, self.seed)
 
     def _shift(self, master_features, arrays):
         target = self.adaptable_.features_of(
@@ -137,11 +138,12 @@ class ModelLoRA(ModelMethod):
         {"X_master_transfer", "X_target_transfer", "y_transfer"}
     )
 
-    def _adapt(self, model, master, arrays, settings):
+    def _adapt(self, model, master, features, arrays, settings):
         head = (self.model_.coef_, self.model_.intercept_)
         return few_shot(
             model,
             master,
+            features,
             self.grid_(arrays["X_master_transfer"]),
             self.grid_(arrays["X_target_transfer"]),
             arrays["y_transfer"],

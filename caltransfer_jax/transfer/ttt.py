@@ -59,6 +59,7 @@ def _compiled(model: AdaptableModel, weights: tuple[float, float, float], lr: fl
 def run_ttt(
     model: AdaptableModel,
     master: dict[str, np.ndarray],
+    ref: np.ndarray,
     target: dict[str, np.ndarray],
     settings: ml_collections.ConfigDict,
     seed: int = 0,
@@ -68,6 +69,7 @@ def run_ttt(
     Args:
         model: the adaptable export.
         master: model inputs of the master pool spectra (n, L).
+        ref: (n, f) their base-model features (what the master head was fitted on).
         target: model inputs of the unlabelled target spectra (m, L), never test spectra.
         settings: steps, lr, batch_size, eval_every, patience, min_improvement,
             holdout_fraction, msrp_weight, sinkhorn_weight, anchor_weight.
@@ -82,7 +84,6 @@ def run_ttt(
     weights = (settings.msrp_weight, settings.sinkhorn_weight, settings.anchor_weight)
     tx, step, objective = _compiled(model, weights, float(settings.lr))
     adapters = model.initial
-    ref = model.features_of(adapters, master)
     scale = float(np.sqrt(ref.var(axis=0).mean()) + 1e-8)
     m, n = len(target["values"]), len(master["values"])
     order = rng.permutation(m)
