@@ -10,7 +10,8 @@ setup(
         "spectral foundation model and a leak-free benchmark against classical methods."
     ),
     python_requires=">=3.11,<3.12",
-    packages=find_packages(include=["caltransfer_jax", "caltransfer_jax.*"]),
+    # `configs` is a package too, so configuration files share parts by import.
+    packages=find_packages(include=["caltransfer_jax", "caltransfer_jax.*", "configs"]),
     package_data={"caltransfer_jax.data": ["bundled/*.npz", "bundled/*.md"]},
     install_requires=[
         "jax==0.10.2",

@@ -3,7 +3,7 @@ r"""Adaptation entry point: the pretrained export transferred to one target inst
     python -m caltransfer_jax.adapt --config=configs/adapt.py:lora --config.init=EXPORT --workdir=DIR
     python -m caltransfer_jax.adapt --config=configs/adapt.py:ttt --config.init=EXPORT --workdir=DIR
 
-Runs one transfer under the benchmark's protocol (`caltransfer_jax.protocol`): split
+Runs one transfer under the benchmark's protocol (`caltransfer_jax.benchmark.protocol`): split
 `config.split` of the data set into pool and test, the master PLS head on the export's features
 of the labelled master pool (labels standardised on it), then LoRA few-shot on k Kennard–Stone
 transfer samples (`lora`) or test-time training on the unlabelled target pool (`ttt`). Writes to
@@ -22,12 +22,16 @@ import numpy as np
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from caltransfer_jax.classical.selection import kennard_stone
+from caltransfer_jax.benchmark.metrics import (
+    conformal_quantile,
+    interval_coverage,
+    regression_metrics,
+)
+from caltransfer_jax.benchmark.protocol import PairedData, check_no_leak, make_splits
 from caltransfer_jax.data import bundled
-from caltransfer_jax.metrics import conformal_quantile, interval_coverage, regression_metrics
-from caltransfer_jax.protocol import PairedData, check_no_leak, make_splits
-from caltransfer_jax.transfer.lora import save_adapters
-from caltransfer_jax.transfer.model_methods import ModelLoRA, ModelTTT
+from caltransfer_jax.methods.classical.selection import kennard_stone
+from caltransfer_jax.methods.model.estimators import ModelLoRA, ModelTTT
+from caltransfer_jax.methods.model.lora import save_adapters
 
 LOADERS = {"corn": bundled.load_corn, "tablets": bundled.load_tablets}
 

@@ -5,7 +5,7 @@ r"""Pretraining entry point.
         --config.total_steps=300
 
 Parses the flags, joins the cluster when there is one, and calls
-`caltransfer_jax.train.train_and_evaluate`. On a cluster (SLURM with several tasks, TPU VMs, or
+`caltransfer_jax.pretrain.train.train_and_evaluate`. On a cluster (SLURM with several tasks, TPU VMs, or
 an explicit `--coordinator_address`), `jax.distributed.initialize()` runs first; it detects the
 peers from the environment on SLURM and TPU VMs. `launch/` holds the wrappers.
 """
@@ -18,7 +18,7 @@ import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from caltransfer_jax import train
+from caltransfer_jax.pretrain import train
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Pretraining config file (configs/pretrain.py[:variant]).", lock_config=True

@@ -7,7 +7,7 @@ r"""Adaptation configurations: the pretrained export transferred to a new instru
 test-time training on the unlabelled target pool. Both run one split of one instrument pair and
 property (`dataset`, `source`, `target`, `property`, `split`) under the benchmark's protocol. Every
 value here is fixed a priori (none was tuned on test data); the TTT duration is chosen per
-transfer by the label-free rule in `caltransfer_jax.transfer.ttt`. The benchmark's model rows
+transfer by the label-free rule in `caltransfer_jax.methods.model.ttt`. The benchmark's model rows
 use the same `model` block (configs/benchmark.py).
 """
 

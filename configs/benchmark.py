@@ -15,38 +15,14 @@ Kennard–Stone), classical and model rows. `quick`: corn m5→mp6 moisture,
 `--config.field=value`, e.g. `--config.workers=1`.
 """
 
-import importlib.util
-import pathlib
-
 import ml_collections
 
+from caltransfer_jax.methods import registry
+from configs import adapt
 
-def _sibling(name: str):
-    """Imports configs/<name>.py by path (works from any directory, as config files are)."""
-    path = pathlib.Path(__file__).with_name(f"{name}.py")
-    spec = importlib.util.spec_from_file_location(f"caltransfer_configs_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-ALL_METHODS = (
-    "no_transfer",
-    "mean_recentring",
-    "standards_offset",
-    "dipls",
-    "sbc",
-    "ds",
-    "pds",
-    "dipls_semisupervised",
-    "gct_pls",
-    "pfce_ns",
-    "pfce_ss",
-    "pfce_fs",
-    "target_pls",
-    "augmented_pls",
-)
-MODEL_METHODS = ("model_frozen", "model_ttt", "model_lora")
+# Every method of the registry without the model rows (they need a pretrained export).
+ALL_METHODS = registry.names(families=("reference", "classical"))
+MODEL_METHODS = registry.names(families=("model",))
 
 
 def get_config(arg: str = "corn") -> ml_collections.ConfigDict:
@@ -70,7 +46,7 @@ def get_config(arg: str = "corn") -> ml_collections.ConfigDict:
     config.workers = 2
     # Foundation-model rows (family "model"): adaptation settings of configs/adapt.py; they run
     # only when `methods` names them and `model.init` names a pretraining export.
-    config.model = _sibling("adapt").model_config()
+    config.model = adapt.model_config()
 
     if arg == "corn":
         pass

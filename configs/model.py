@@ -1,6 +1,6 @@
 r"""Model configuration of the spectral foundation model.
 
-    python -m caltransfer_jax.bench --config=configs/model.py:default --out=bench.json
+    python -m caltransfer_jax.speed --config=configs/model.py:default --out=bench.json
 
 `get_config(arg)` takes "<size>[,kan]": size `default` (seed scale, 6.29 M parameters) or `tiny`
 (tests: a forward+backward compiles and runs in a few seconds on CPU); `kan` makes the MoE experts
@@ -26,7 +26,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
     config = ml_collections.ConfigDict()
     config.d_model = 32 if tiny else 256
-    config.dropout = 0.1  # embedding output, residual branches, MoE hidden, regression MLP
+    config.dropout = 0.1  # embedding output, residual branches, MoE hidden
 
     config.embedding = ml_collections.ConfigDict()
     # Non-overlapping patches: 2048 points → 128 patch tokens (+ [CLS], [DOMAIN]).
@@ -71,8 +71,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
     config.heads = ml_collections.ConfigDict()
     config.heads.reconstruction_hidden = 32 if tiny else 512
-    config.heads.regression_hidden = (16,) if tiny else (256, 128)
-    config.heads.num_targets = 1
 
     config.fno = ml_collections.ConfigDict()
     config.fno.width = 8 if tiny else 64

@@ -14,28 +14,15 @@ Variants:
 - `tiny`: the tiny model on 64 points, batch 8, a few steps: for tests (seconds per step).
 
 Override any field with `--config.field=value`, e.g. `--config.total_steps=2000`. Every field is
-read by `caltransfer_jax.train` (and the modules it calls).
+read by `caltransfer_jax.pretrain.train` (and the modules it calls).
 """
 
 from __future__ import annotations
 
-import importlib.util
-import pathlib
-
 import ml_collections
 
-
-def _sibling(name: str):
-    """Imports configs/<name>.py by path (works from any directory, as config files are)."""
-    path = pathlib.Path(__file__).with_name(f"{name}.py")
-    spec = importlib.util.spec_from_file_location(f"caltransfer_configs_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-model_config = _sibling("model")
-data_config = _sibling("simulate")
+from configs import model as model_config
+from configs import simulate as data_config
 
 _VARIANTS = ("default", "quick", "tiny")
 
@@ -58,7 +45,6 @@ def _quick_model() -> ml_collections.ConfigDict:
     model.vib.z_inst = 16
     model.vib.classifier_hidden = 32
     model.heads.reconstruction_hidden = 128
-    model.heads.regression_hidden = (32,)
     model.fno.width = 16
     model.fno.modes = 8
     return model
@@ -84,7 +70,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
     # ------------------------------------------------------------------------------------------
     # Data: configs/simulate.py (the pipeline reads it) plus the master grid and held-out ids
-    # (caltransfer_jax.pretrain_data).
+    # (caltransfer_jax.pretrain.data).
     config.data = data_config.get_config("default")
     sim = config.data.simulator
     if tiny:
@@ -164,7 +150,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     opt.clip_norm = 5.0
 
     # ------------------------------------------------------------------------------------------
-    # Devices (caltransfer_jax.sharding; strings so that --config.x= can set them): mesh axes
+    # Devices (caltransfer_jax.pretrain.sharding; strings so that --config.x= can set them): mesh axes
     # "name:size,…" (one size may be -1: the remaining devices); the batch axis; parameter
     # rules "regex=tactic;…" on "/"-joined train-state paths, tactic "fsdp" or one mesh axis
     # (or "-") per dimension, e.g. "moe/w[12]$=fsdp;transfer_head/spectral=-,-,data". First

@@ -1,10 +1,10 @@
 r"""Pretraining data configuration: the simulated corpus and the input pipeline.
 
-    python -m caltransfer_jax.pipeline --bench        # throughput of the default simulator source
+    python -m caltransfer_jax.pretrain.input_pipeline --bench        # throughput of the default simulator source
 
 `get_config(arg)` takes "default" (512 components, 1024 families, 16 instruments: 10 NIR, 3 IR,
 3 Raman; global batch 32 of 2048 points) or "tiny" (tests and CI smoke runs: 24 components,
-12 families, global batch 8 of 512 points). `caltransfer_jax.pipeline.make_pipeline(config)`
+12 families, global batch 8 of 512 points). `caltransfer_jax.pretrain.input_pipeline.make_pipeline(config)`
 reads every field. Extra corpora (tfds array_record builds) are mixed in with `tfds_dirs` and
 `weights` (the simulator's weight first, then one per directory).
 """

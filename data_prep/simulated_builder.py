@@ -6,7 +6,7 @@ writes DIR/simulated_spectra/n<N>_seed<S>_v<V>/1.0.0/ with splits `train` (sampl
 `validation` (the next N/10), one record per sample holding all its views (the flat record of
 `caltransfer_jax.simulate.corpus.Simulator.generate`). Record i of a split is sample i of it
 (shuffling disabled), so a build equals the on-the-fly simulator with the same settings. Read it
-with `caltransfer_jax.pipeline.TfdsSource(path)` or `tfds.builder_from_directory(path)
+with `caltransfer_jax.pretrain.input_pipeline.TfdsSource(path)` or `tfds.builder_from_directory(path)
 .as_data_source("train")`. The simulator settings and instrument table are in metadata.json.
 """
 

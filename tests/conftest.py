@@ -34,18 +34,13 @@ def tiny_export(tmp_path_factory) -> pathlib.Path:
     It stands in for a pretrained export where tests check the mechanics of adaptation and the
     model rows, not a pretrained model's quality.
     """
-    import importlib.util
-
     from flax import nnx
 
-    from caltransfer_jax.checkpointing import export_params
     from caltransfer_jax.models import build_model
+    from caltransfer_jax.models.export import export_params
+    from configs import pretrain
 
-    path = pathlib.Path(__file__).parents[1] / "configs" / "pretrain.py"
-    spec = importlib.util.spec_from_file_location("conftest_pretrain_config", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    config = module.get_config("tiny")
+    config = pretrain.get_config("tiny")
     model = build_model(config.model, config.seed)
     directory = tmp_path_factory.mktemp("export") / "export"
     export_params(directory, nnx.to_pure_dict(nnx.state(model, nnx.Param)), config, {"step": 0})

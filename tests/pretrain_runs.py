@@ -112,7 +112,7 @@ def exported_params(workdir: pathlib.Path) -> dict:
     import numpy as np
     from flax import nnx
 
-    from caltransfer_jax.checkpointing import load_export
+    from caltransfer_jax.models.export import load_export
 
     model, _ = load_export(workdir / "export")
     return jax.tree.map(np.array, nnx.to_pure_dict(nnx.state(model, nnx.Param)))
@@ -132,7 +132,7 @@ def _main() -> None:
     from absl import app
 
     from caltransfer_jax import main as entry
-    from caltransfer_jax import pretrain_data
+    from caltransfer_jax.pretrain import data as pretrain_data
 
     original = pretrain_data.PretrainData.__next__
 

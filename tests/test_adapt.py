@@ -4,31 +4,26 @@ The export is a randomly initialised tiny model written through the project's ex
 these tests check the mechanics of adaptation, not the quality of a pretrained model.
 """
 
-import importlib.util
-import pathlib
+import importlib
 
 import jax
 import numpy as np
 import optax
 from flax import nnx
 
-from caltransfer_jax.checkpointing import load_export
+from caltransfer_jax.methods.model import lora
+from caltransfer_jax.methods.model.estimators import ModelFrozen, ModelTTT
+from caltransfer_jax.models.export import load_export
 from caltransfer_jax.objectives.reconstruction import masked_mse
 from caltransfer_jax.simulate import Simulator, SimulatorConfig
 from caltransfer_jax.simulate.instruments import draw_jitter, make_instrument, measure
-from caltransfer_jax.transfer import lora
-from caltransfer_jax.transfer.model_methods import ModelFrozen, ModelTTT
 
-CONFIGS = pathlib.Path(__file__).parents[1] / "configs"
 # nnx.LoRAParam subclasses nnx.Param: the base weights are the Params that are not adapters.
 BASE = nnx.All(nnx.Param, nnx.Not(nnx.LoRAParam))
 
 
 def _config(name: str):
-    spec = importlib.util.spec_from_file_location(f"test_configs_{name}", CONFIGS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return importlib.import_module(f"configs.{name}")
 
 
 def _batch(n=4, length=64):

@@ -11,8 +11,8 @@ import sys
 
 import pytest
 
-from caltransfer_jax import methods
-from caltransfer_jax.protocol import Split, check_no_leak
+from caltransfer_jax.benchmark.protocol import Split, check_no_leak
+from caltransfer_jax.methods import registry as methods
 
 REPO = pathlib.Path(__file__).parents[1]
 FIELDS = (

@@ -18,7 +18,8 @@ from pretrain_runs import (
     train_losses,
 )
 
-from caltransfer_jax import checkpointing
+from caltransfer_jax.models import export
+from caltransfer_jax.pretrain import checkpointing
 
 
 def test_kill9_then_restart_resumes_from_the_last_checkpoint(tmp_path):
@@ -82,8 +83,8 @@ def test_config_guard_names_the_differences(tmp_path):
 
 
 def test_export_metadata_and_loading():
-    export = reference_run() / "export"
-    info = json.loads((export / "export.json").read_text())
+    directory = reference_run() / "export"
+    info = json.loads((directory / "export.json").read_text())
     assert set(info) >= {"format", "contents", "step", "metrics"}
-    model, config = checkpointing.load_export(export)
+    model, config = export.load_export(directory)
     assert config.model.d_model == model.embedding.patch_proj.out_features

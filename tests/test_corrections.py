@@ -3,14 +3,14 @@
 import numpy as np
 import pytest
 
-from caltransfer_jax.classical.corrections import (
+from caltransfer_jax.methods.classical.corrections import (
     MeanRecentring,
     NoTransfer,
     SlopeBiasCorrection,
     StandardsOffset,
 )
-from caltransfer_jax.classical.pls import PLSRegressionCV
-from caltransfer_jax.classical.recalibration import AugmentedPLS, TargetPLS
+from caltransfer_jax.methods.classical.pls import PLSRegressionCV
+from caltransfer_jax.methods.classical.recalibration import AugmentedPLS, TargetPLS
 
 
 def _problem(seed=0, n=50, p=60):

@@ -4,13 +4,13 @@ domain invariance on simulated spectra, and a real-data check on corn m5 → mp6
 import numpy as np
 import pytest
 
-from caltransfer_jax.classical.dipls import (
+from caltransfer_jax.methods.classical.dipls import (
     SemiSupervisedDIPLS,
     UnsupervisedDIPLS,
     dipls_path,
     regression_vectors,
 )
-from caltransfer_jax.classical.pls import PLSRegressionCV, pls1_path
+from caltransfer_jax.methods.classical.pls import PLSRegressionCV, pls1_path
 
 WAVELENGTHS = np.linspace(0.0, 1.0, 60)
 

@@ -5,9 +5,9 @@ and a real-data check on corn m5 → mp6."""
 import numpy as np
 import pytest
 
-from caltransfer_jax.classical.dipls import regression_vectors
-from caltransfer_jax.classical.gct import GCTPLS, gct_path
-from caltransfer_jax.classical.pls import PLSRegressionCV, pls1_path
+from caltransfer_jax.methods.classical.dipls import regression_vectors
+from caltransfer_jax.methods.classical.gct import GCTPLS, gct_path
+from caltransfer_jax.methods.classical.pls import PLSRegressionCV, pls1_path
 
 WAVELENGTHS = np.linspace(0.0, 1.0, 50)
 

@@ -254,11 +254,9 @@ def test_bottleneck_outputs_kl_and_eval_mode():
 # --- heads ------------------------------------------------------------------------------------
 
 
-def test_reconstruction_and_regression_heads():
+def test_reconstruction_head_predicts_every_point_of_every_patch():
     recon = heads.ReconstructionHead(8, 6, 16, 4, rngs=nnx.Rngs(0))
     assert recon(_normal((2, 5, 8)), _normal((2, 6))).shape == (2, 20)
-    regression = heads.RegressionHead(6, (8, 4), 3, 0.0, rngs=nnx.Rngs(0))
-    assert regression(_normal((2, 6))).shape == (2, 3)
 
 
 @pytest.mark.parametrize("patches", [3, 16])

@@ -1,8 +1,5 @@
 """The assembled model: outputs, leak-free masking, padding, gradients to every parameter, config."""
 
-import importlib.util
-import pathlib
-
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -12,16 +9,11 @@ import pytest
 from flax import nnx
 
 from caltransfer_jax.models import HEADS, SpectralModel, build_model
-
-_CONFIG_FILE = pathlib.Path(__file__).parents[1] / "configs" / "model.py"
-_spec = importlib.util.spec_from_file_location("model_config", _CONFIG_FILE)
-model_config = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(model_config)
+from configs import model as model_config
 
 LENGTH = 64  # tiny: 8 patches of 8 points → 10 tokens
 HEAD_OUTPUTS = {
     "reconstruction": "reconstruction",
-    "regression": "prediction",
     "transfer": "transfer",
 }
 
@@ -58,7 +50,6 @@ def batch(config):
         "valid": jnp.asarray(valid),
         "modality": jnp.array([0, 1, 2]),
         "hidden": jnp.asarray(hidden & valid),
-        "target": jnp.asarray(rng.normal(size=(3, config.heads.num_targets)), jnp.float32),
         "instrument": jnp.array([0, 1, 3]),
     }
 
@@ -80,12 +71,10 @@ def _all_heads_loss(model, batch):
     valid = batch["valid"].astype(jnp.float32)
     recon = jnp.sum(hidden * (out["reconstruction"] - batch["values"]) ** 2) / hidden.sum()
     transfer = jnp.sum(valid * (out["transfer"] - 0.5 * batch["values"]) ** 2) / valid.sum()
-    regression = jnp.mean((out["prediction"] - batch["target"]) ** 2)
     ce = optax.softmax_cross_entropy_with_integer_labels
     return (
         recon
         + transfer
-        + regression
         + jnp.mean(out["kl_chem"] + out["kl_inst"])
         + ce(out["inst_logits"], batch["instrument"]).mean()
         + ce(out["adv_logits"], batch["instrument"]).mean()
@@ -114,7 +103,6 @@ def test_outputs_shapes_and_dtypes(model, config, batch):
         "inst_logits": (b, k),
         "adv_logits": (b, k),
         "reconstruction": (b, LENGTH),
-        "prediction": (b, config.heads.num_targets),
         "transfer": (b, LENGTH),
     }
     assert {key: value.shape for key, value in out.items()} == expected
@@ -146,7 +134,7 @@ def test_padding_does_not_change_valid_outputs(model, batch):
     out = run(model, batch)
     garbage = batch["values"].at[1, -12:].set(1e3)
     changed = run(model, batch, garbage)
-    for key in ("pooled", "z_chem", "z_inst", "prediction", "inst_logits", "adv_logits"):
+    for key in ("pooled", "z_chem", "z_inst", "inst_logits", "adv_logits"):
         np.testing.assert_allclose(changed[key], out[key], rtol=1e-4, atol=1e-4, err_msg=key)
     for key in ("reconstruction", "transfer"):
         np.testing.assert_allclose(changed[key][1, :-12], out[key][1, :-12], rtol=1e-4, atol=1e-4)
@@ -234,7 +222,6 @@ def test_default_parameter_count():
         "transformer": 1_580_032,
         "vib": 211_488,
         "reconstruction_head": 189_712,
-        "regression_head": 66_049,
         "transfer_head": 1_094_096,
     }
     assert 6.0e6 < sum(counts.values()) < 6.6e6  # seed scale (the seed had 6.46 M)

@@ -14,7 +14,7 @@ import pytest
 from jax.sharding import PartitionSpec
 from pretrain_runs import env, exported_params, main_command, ok, reference_run, run, train_losses
 
-from caltransfer_jax import sharding
+from caltransfer_jax.pretrain import sharding
 
 
 def _same_as_reference(workdir):

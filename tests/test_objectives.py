@@ -5,17 +5,13 @@ terms) on a simulated tiny batch; the BYOL target's parameters are an argument t
 also holds that no term sends them a gradient.
 """
 
-import importlib.util
-import pathlib
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
 
-from caltransfer_jax import pipeline as pipeline_lib
-from caltransfer_jax import pretrain_data
+from caltransfer_jax.models.inputs import to_grid
 from caltransfer_jax.models.vib import VariationalBottleneck
 from caltransfer_jax.objectives import (
     TERMS,
@@ -31,14 +27,10 @@ from caltransfer_jax.objectives import (
     transfer,
     with_target,
 )
-from caltransfer_jax.sharding import path_name
+from caltransfer_jax.pretrain import data as pretrain_data
+from caltransfer_jax.pretrain.sharding import path_name
 from caltransfer_jax.simulate import Simulator, SimulatorConfig
-
-_spec = importlib.util.spec_from_file_location(
-    "pretrain_config", pathlib.Path(__file__).parents[1] / "configs" / "pretrain.py"
-)
-pretrain_config = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(pretrain_config)
+from configs import pretrain as pretrain_config
 
 # Parameter groups ("/"-joined path prefixes) each term must move, and must not move.
 ENCODER = ("model/embedding", "model/backbone", "model/moe", "model/transformer")
@@ -46,14 +38,12 @@ RECON = (*ENCODER, "model/vib/chem", "model/vib/inst", "model/reconstruction_hea
 NOT_RECON = (
     "byol",
     "model/transfer_head",
-    "model/regression_head",
     "model/vib/adversary",
     "model/vib/inst_classifier",
 )
 CHEM_ONLY_FORBIDDEN = (
     "model/reconstruction_head",
     "model/transfer_head",
-    "model/regression_head",
     "model/vib/inst",
     "model/vib/adversary",
 )
@@ -87,7 +77,7 @@ EXPECT = {
     ),
     "transfer": (
         (*ENCODER, "model/transfer_head"),
-        ("model/reconstruction_head", "model/vib", "byol", "model/regression_head"),
+        ("model/reconstruction_head", "model/vib", "byol"),
     ),
 }
 
@@ -143,12 +133,9 @@ def test_every_term_is_finite_and_moves_what_it_should(jacobians):
             problems.append(f"{term}: non-finite gradient")
         problems += [f"{term} does not move {p}" for p in moves if _norm_under(norms, p) == 0]
         problems += [f"{term} moves {p}" for p in frozen if _norm_under(norms, p) != 0]
-        # No term moves the EMA target (BYOL's target is under stop_gradient) nor the regression
-        # head (trained only in adaptation).
+        # No term moves the EMA target (BYOL's target is under stop_gradient).
         if any(v != 0 for v in _group_norms(target_grads, index).values()):
             problems.append(f"{term} moves the EMA target")
-        if _norm_under(norms, "model/regression_head") != 0:
-            problems.append(f"{term} moves the regression head")
     assert not problems, "\n".join(problems)
 
 
@@ -206,7 +193,7 @@ def test_standardize_matches_the_pipeline():
     out = reconstruction.standardize(jnp.asarray(raw), jnp.asarray(valid), "snv")
     for r in range(2):
         n = valid[r].sum()
-        expected = pipeline_lib.to_grid(raw[r, :n], np.arange(n, dtype=np.float32) + 1, 40)
+        expected = to_grid(raw[r, :n], np.arange(n, dtype=np.float32) + 1, 40)
         np.testing.assert_allclose(out[r], expected["values"], atol=1e-5)
 
 

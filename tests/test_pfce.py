@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from scipy.optimize import minimize
 
-from caltransfer_jax.classical.pfce import FSPFCE, NSPFCE, SSPFCE, pfce_fit
-from caltransfer_jax.classical.pls import PLSRegressionCV
+from caltransfer_jax.methods.classical.pfce import FSPFCE, NSPFCE, SSPFCE, pfce_fit
+from caltransfer_jax.methods.classical.pls import PLSRegressionCV
 
 RHO = 0.98
 

@@ -1,6 +1,5 @@
 """Input pipeline: determinism, resume, per-process split, token grid, tfds round trip, errors."""
 
-import importlib.util
 import os
 import pathlib
 
@@ -10,7 +9,7 @@ import pytest
 import tensorflow_datasets as tfds
 from jax.sharding import Mesh
 
-from caltransfer_jax.pipeline import (
+from caltransfer_jax.pretrain.input_pipeline import (
     CorpusError,
     InputPipeline,
     PipelineState,
@@ -21,15 +20,11 @@ from caltransfer_jax.pipeline import (
     to_grid,
 )
 from caltransfer_jax.simulate import SimulatorConfig
+from configs import simulate as simulate_config
 from data_prep import simulated_builder
 
 CONFIG = SimulatorConfig(seed=0, num_components=24, num_families=12)
 L = 512
-_spec = importlib.util.spec_from_file_location(
-    "simulate_config", pathlib.Path(__file__).parents[1] / "configs" / "simulate.py"
-)
-simulate_config = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(simulate_config)
 
 
 class ListSource:

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sklearn.cross_decomposition import PLSRegression
 
-from caltransfer_jax.classical.pls import (
+from caltransfer_jax.methods.classical.pls import (
     PLSRegressionCV,
     choose_components,
     cv_folds,

@@ -3,7 +3,12 @@
 import numpy as np
 import pytest
 
-from caltransfer_jax.classical.preprocessing import MSC, SNV, SavitzkyGolay, make_preprocessing
+from caltransfer_jax.methods.classical.preprocessing import (
+    MSC,
+    SNV,
+    SavitzkyGolay,
+    make_preprocessing,
+)
 
 AXIS = np.linspace(0, 1, 101)
 

@@ -20,7 +20,7 @@ import tensorflow_datasets as tfds
 
 from caltransfer_jax.data.readers import read_jcamp_blocks
 from caltransfer_jax.data.spectra import SpectraError
-from caltransfer_jax.pipeline import InputPipeline, SimulatedSource, TfdsSource
+from caltransfer_jax.pretrain.input_pipeline import InputPipeline, SimulatedSource, TfdsSource
 from caltransfer_jax.simulate import SimulatorConfig
 from data_prep import download
 from data_prep.public_corpora import archives, builder, chembl, lines, mpx, nist, rruff, uspto

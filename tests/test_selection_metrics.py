@@ -3,8 +3,12 @@
 import numpy as np
 import pytest
 
-from caltransfer_jax.classical.selection import kennard_stone, random_draw
-from caltransfer_jax.metrics import conformal_quantile, interval_coverage, regression_metrics
+from caltransfer_jax.benchmark.metrics import (
+    conformal_quantile,
+    interval_coverage,
+    regression_metrics,
+)
+from caltransfer_jax.methods.classical.selection import kennard_stone, random_draw
 
 
 def test_kennard_stone_starts_from_the_extremes_and_spreads():

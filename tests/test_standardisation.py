@@ -2,8 +2,8 @@
 
 import numpy as np
 
-from caltransfer_jax.classical.pls import PLSRegressionCV
-from caltransfer_jax.classical.standardisation import (
+from caltransfer_jax.methods.classical.pls import PLSRegressionCV
+from caltransfer_jax.methods.classical.standardisation import (
     DirectStandardisation,
     PiecewiseDirectStandardisation,
     _ridge_loo,

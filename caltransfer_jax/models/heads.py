@@ -1,4 +1,4 @@
-"""Per-point masked reconstruction head and the property regression head.
+"""Per-point masked reconstruction head.
 
 The reconstruction head predicts all p point values of each patch from that patch's token, so
 with non-overlapping patches every point is predicted exactly once; the objective counts only
@@ -9,8 +9,6 @@ Shapes: b batch, P patches, p patch size, l = P·p points, d model width, c/i la
 """
 
 from __future__ import annotations
-
-from collections.abc import Sequence
 
 import jax
 from flax import nnx
@@ -43,30 +41,3 @@ class ReconstructionHead(nnx.Module):
         h = self.norm(patch_tokens + self.latent_proj(latent)[:, None, :])
         out = self.out(jax.nn.gelu(self.hidden(h)))
         return out.reshape(out.shape[0], -1)
-
-
-class RegressionHead(nnx.Module):
-    """MLP from z_chem to the calibrated properties."""
-
-    def __init__(
-        self,
-        z_chem: int,
-        hidden: Sequence[int],
-        num_targets: int,
-        dropout: float,
-        *,
-        rngs: nnx.Rngs,
-    ):
-        widths = [z_chem, *hidden]
-        self.layers = nnx.List(
-            [nnx.Linear(a, b, rngs=rngs) for a, b in zip(widths[:-1], widths[1:], strict=True)]
-        )
-        self.dropout = nnx.Dropout(dropout, rngs=rngs)
-        self.out = nnx.Linear(widths[-1], num_targets, rngs=rngs)
-
-    def __call__(self, z_chem: Float[Array, "b c"]) -> Float[Array, "b t"]:
-        """Returns (b, num_targets) predictions (in the standardised label units)."""
-        h = z_chem
-        for layer in self.layers:
-            h = self.dropout(jax.nn.gelu(layer(h)))
-        return self.out(h)

@@ -19,13 +19,13 @@ from jaxtyping import Array, Bool, Float, Int
 
 from caltransfer_jax.models.embedding import NUM_SPECIAL_TOKENS, SpectralEmbedding, hide_points
 from caltransfer_jax.models.fno import FNOTransferHead
-from caltransfer_jax.models.heads import ReconstructionHead, RegressionHead
+from caltransfer_jax.models.heads import ReconstructionHead
 from caltransfer_jax.models.mamba import MambaBackbone
 from caltransfer_jax.models.moe import MoE
 from caltransfer_jax.models.transformer import TransformerEncoder
 from caltransfer_jax.models.vib import VariationalBottleneck
 
-HEADS = ("reconstruction", "regression", "transfer")
+HEADS = ("reconstruction", "transfer")
 
 
 def masked_mean(x: Float[Array, "b l d"], mask: Bool[Array, "b l"]) -> Float[Array, "b d"]:
@@ -100,13 +100,6 @@ class SpectralModel(nnx.Module):
         self.reconstruction_head = ReconstructionHead(
             d, vib.z_chem + vib.z_inst, heads.reconstruction_hidden, emb.patch_size, rngs=rngs
         )
-        self.regression_head = RegressionHead(
-            vib.z_chem,
-            tuple(heads.regression_hidden),
-            heads.num_targets,
-            config.dropout,
-            rngs=rngs,
-        )
         self.transfer_head = FNOTransferHead(
             d, fno.width, fno.modes, fno.num_layers, emb.patch_size, rngs=rngs
         )
@@ -161,11 +154,11 @@ class SpectralModel(nnx.Module):
 
         Args:
             values, wavenumber, valid, modality, hidden: as in `encode`.
-            heads: any of "reconstruction", "regression", "transfer" (all by default).
+            heads: any of "reconstruction", "transfer" (all by default).
 
         Returns:
             `encode`'s dict plus, per requested head: reconstruction (b, l) predicted values at
-            every point (train on hidden points only), prediction (b, t) from z_chem, transfer
+            every point (train on hidden points only), transfer
             (b, l) the spectrum mapped to the master instrument on the same grid.
         """
         unknown = set(heads) - set(HEADS)
@@ -176,8 +169,6 @@ class SpectralModel(nnx.Module):
         if "reconstruction" in heads:
             latent = jnp.concatenate([out["z_chem"], out["z_inst"]], axis=-1)
             out["reconstruction"] = self.reconstruction_head(patch_tokens, latent)
-        if "regression" in heads:
-            out["prediction"] = self.regression_head(out["z_chem"])
         if "transfer" in heads:
             visible, hidden_points = hide_points(values, valid, hidden)
             observed = valid & ~hidden_points

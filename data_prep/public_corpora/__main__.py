@@ -7,7 +7,7 @@ r"""Builds one public corpus: optional download, checks, conversion, tfds build 
         --raman_intensity=cross_section --hwhm=8
 
 The build is written to CORPORA/public_spectra/<source>/1.0.0/ with its manifest.json; read it
-with `caltransfer_jax.pipeline.TfdsSource(path)` or `tfds.data_source("public_spectra/<source>",
+with `caltransfer_jax.pretrain.input_pipeline.TfdsSource(path)` or `tfds.data_source("public_spectra/<source>",
 data_dir=CORPORA)`.
 """
 

@@ -3,7 +3,7 @@
 A build of source S lands in `<out>/public_spectra/S/1.0.0/` with one split, `train`, and a
 `manifest.json` beside the shards. Records use the flat format of the simulated corpus
 (`caltransfer_jax.simulate.corpus.Simulator.generate`) with one view each, so
-`caltransfer_jax.pipeline.TfdsSource` reads a build and `InputPipeline` mixes it with the
+`caltransfer_jax.pretrain.input_pipeline.TfdsSource` reads a build and `InputPipeline` mixes it with the
 simulator (single-view records become unpaired examples):
 
     sample_id () int64        record index in the split

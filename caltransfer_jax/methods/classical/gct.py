@@ -34,9 +34,9 @@ from typing import ClassVar
 import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
-from caltransfer_jax.classical.base import MasterModelMethod
-from caltransfer_jax.classical.dipls import regression_vectors
-from caltransfer_jax.classical.pls import cv_folds
+from caltransfer_jax.methods.base import MasterModelMethod
+from caltransfer_jax.methods.classical.dipls import regression_vectors
+from caltransfer_jax.methods.classical.pls import cv_folds
 
 DEFAULT_RATIOS = (0.0, 1e-2, 1e-1, 1.0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, np.inf)
 

@@ -13,8 +13,8 @@ from typing import ClassVar
 import numpy as np
 from sklearn.base import clone
 
-from caltransfer_jax.classical.base import TransferMethod
-from caltransfer_jax.classical.pls import PLSRegressionCV
+from caltransfer_jax.methods.base import TransferMethod
+from caltransfer_jax.methods.classical.pls import PLSRegressionCV
 
 
 class TargetPLS(TransferMethod):

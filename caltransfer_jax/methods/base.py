@@ -23,7 +23,7 @@ from typing import ClassVar
 import numpy as np
 from sklearn.base import BaseEstimator, RegressorMixin, clone
 
-from caltransfer_jax.classical.pls import PLSRegressionCV
+from caltransfer_jax.methods.classical.pls import PLSRegressionCV
 
 TRANSFER_KEYS = (
     "X_master_transfer",

@@ -4,7 +4,7 @@ The model was pretrained on a fixed master grid per modality (`config.data.maste
 `num_points` points uniform in the modality's native unit). Real spectra are interpolated onto
 the points of that grid inside their own measured range (no extrapolation), padded to
 `num_points` with the validity mask, and standardised per spectrum as in pretraining
-(`pipeline.to_grid`). Every spectrum of one data set shares its axis, so the valid points are the
+(`models.inputs.to_grid`). Every spectrum of one data set shares its axis, so the valid points are the
 same for all of them.
 """
 
@@ -14,7 +14,7 @@ import ml_collections
 import numpy as np
 
 from caltransfer_jax.data.spectra import MODALITIES, from_wavenumber, to_wavenumber
-from caltransfer_jax.pipeline import to_grid
+from caltransfer_jax.models.inputs import to_grid
 
 
 class ModelGrid:

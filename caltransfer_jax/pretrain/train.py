@@ -20,10 +20,12 @@ Sections, in order: config guard → mesh → input pipeline → learner and opt
 
 from __future__ import annotations
 
+import functools
 import pathlib
 import re
 import signal
 import time
+from collections.abc import Callable
 from typing import Any
 
 import flax.struct
@@ -34,10 +36,7 @@ import optax
 import orbax.checkpoint as ocp
 from absl import logging
 
-from caltransfer_jax import checkpointing, pretrain_data
-from caltransfer_jax import sharding as sharding_lib
-from caltransfer_jax.evaluation import Evaluator
-from caltransfer_jax.metric_writer import MetricWriter, Progress
+from caltransfer_jax.models.export import export_params
 from caltransfer_jax.objectives import (
     TERMS,
     byol,
@@ -47,14 +46,18 @@ from caltransfer_jax.objectives import (
     total_loss,
     with_target,
 )
-from caltransfer_jax.pipeline import make_global_batch
+from caltransfer_jax.pretrain import checkpointing
+from caltransfer_jax.pretrain import data as pretrain_data
+from caltransfer_jax.pretrain import sharding as sharding_lib
+from caltransfer_jax.pretrain.evaluation import Evaluator
+from caltransfer_jax.pretrain.input_pipeline import make_global_batch
+from caltransfer_jax.pretrain.metric_writer import MetricWriter, Progress
 
 _BARRIER_TIMEOUT_MS = 30 * 60 * 1000
 # Names of the entries of the non-finite record: the loss terms, then the total, then gradients.
 CHECK_NAMES = (*TERMS, "total", "gradient")
-# Parameters without weight decay: biases, norms' scales and shifts, SSM A/D, MoE biases, and
-# the regression head (fine-tuned later, no pretraining gradient: decay alone would shrink it).
-_NO_DECAY = re.compile(r"(bias|scale|A_log|/D$|/b[12]$|/cls$|regression_head)")
+# Parameters without weight decay: biases, norms' scales and shifts, SSM A/D, MoE biases.
+_NO_DECAY = re.compile(r"(bias|scale|A_log|/D$|/b[12]$|/cls$)")
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -131,6 +134,72 @@ def validate(config: ml_collections.ConfigDict, num_devices: int, num_processes:
                 f"{name} {batch} must be divisible by the {num_devices} devices of the batch "
                 f"axis and the {num_processes} processes"
             )
+
+
+def train_step(
+    state: TrainState,
+    batch: dict,
+    *,
+    config: ml_collections.ConfigDict,
+    apply: Callable,
+    tx: optax.GradientTransformation,
+    schedule: optax.Schedule,
+    base_key: jax.Array,
+) -> tuple[TrainState, dict]:
+    """One pretraining update: every objective term, the optimiser step and the EMA target.
+
+    A step whose loss or gradient is not finite changes nothing but the step counter and the
+    non-finite record (step, index into `CHECK_NAMES`).
+
+    Args:
+        state: the train state (donated by the jitted caller).
+        batch: a global batch (`pretrain.data` keys).
+        config: the full pretraining config.
+        apply: `apply(params, key, train)` → the learner (`objectives.functional_learner`).
+        tx, schedule: the optimiser and its learning-rate schedule.
+        base_key: the run's key; the step's randomness is `fold_in(base_key, step)`.
+
+    Returns:
+        The new state and the step's metrics.
+    """
+    weights = config.objectives.weights
+    key = jax.random.fold_in(base_key, state.step)
+    objective_key, rng_key = jax.random.split(key)
+
+    def loss_fn(params):
+        online = apply(params, rng_key, train=True)
+        target = apply(with_target(params, state.target), rng_key, train=False)
+        terms, aux = pretraining_terms(online, target, batch, objective_key, config)
+        return total_loss(terms, weights), (terms, aux)
+
+    (loss, (terms, aux)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    grad_norm = optax.global_norm(grads)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    decay = byol.ema_decay(state.step, config.total_steps, config.objectives.byol.ema_base)
+    target = byol.ema_update(state.target, target_params(params), decay)
+
+    checks = jnp.stack([*(terms[name] for name in TERMS), loss, grad_norm])
+    bad = ~jnp.isfinite(checks)
+    ok = ~bad.any()
+    first_bad = jnp.where(
+        (state.nonfinite[0] < 0) & ~ok,
+        jnp.stack([state.step + 1, jnp.argmax(bad).astype(jnp.int32)]),
+        state.nonfinite,
+    )
+    new = TrainState(state.step + 1, params, opt_state, target, first_bad)
+    keep = TrainState(state.step + 1, state.params, state.opt_state, state.target, first_bad)
+    new = jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, keep)
+    metrics = {
+        **{f"train/{name}": terms[name] for name in TERMS},
+        "train/loss": loss,
+        "train/grad_norm": grad_norm,
+        "train/param_norm": optax.global_norm(state.params),
+        "train/lr": schedule(state.step),
+        "train/ema_decay": decay,
+        "train/sinkhorn_groups": aux["sinkhorn_groups"],
+    }
+    return new, metrics
 
 
 def _compile(step_fn, state: TrainState, batch: dict, mesh) -> Any:
@@ -230,50 +299,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     replicated = sharding_lib.replicated(mesh)
 
     # ------------------------------------------------------------------------------ update step
-    weights = config.objectives.weights
-
-    def train_step(state: TrainState, batch: dict) -> tuple[TrainState, dict]:
-        key = jax.random.fold_in(base_key, state.step)
-        objective_key, rng_key = jax.random.split(key)
-
-        def loss_fn(params):
-            online = apply(params, rng_key, train=True)
-            target = apply(with_target(params, state.target), rng_key, train=False)
-            terms, aux = pretraining_terms(online, target, batch, objective_key, config)
-            return total_loss(terms, weights), (terms, aux)
-
-        (loss, (terms, aux)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-        grad_norm = optax.global_norm(grads)
-        updates, opt_state = tx.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
-        decay = byol.ema_decay(state.step, total_steps, config.objectives.byol.ema_base)
-        target = byol.ema_update(state.target, target_params(params), decay)
-
-        checks = jnp.stack([*(terms[name] for name in TERMS), loss, grad_norm])
-        bad = ~jnp.isfinite(checks)
-        ok = ~bad.any()
-        first_bad = jnp.where(
-            (state.nonfinite[0] < 0) & ~ok,
-            jnp.stack([state.step + 1, jnp.argmax(bad).astype(jnp.int32)]),
-            state.nonfinite,
-        )
-        new = TrainState(state.step + 1, params, opt_state, target, first_bad)
-        # A non-finite step changes nothing but the step counter and the record.
-        keep = TrainState(state.step + 1, state.params, state.opt_state, state.target, first_bad)
-        new = jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, keep)
-        metrics = {
-            **{f"train/{name}": terms[name] for name in TERMS},
-            "train/loss": loss,
-            "train/grad_norm": grad_norm,
-            "train/param_norm": optax.global_norm(state.params),
-            "train/lr": schedule(state.step),
-            "train/ema_decay": decay,
-            "train/sinkhorn_groups": aux["sinkhorn_groups"],
-        }
-        return new, metrics
-
     step_fn = jax.jit(
-        train_step,
+        functools.partial(
+            train_step, config=config, apply=apply, tx=tx, schedule=schedule, base_key=base_key
+        ),
         in_shardings=(state_shardings, sharding_lib.batch_sharding(mesh, config.batch_axis)),
         out_shardings=(state_shardings, replicated),
         donate_argnums=0,
@@ -376,7 +405,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
         checkpointer.wait()
         if step >= total_steps:
             export_dir = workdir / "export"
-            checkpointing.export_params(
+            export_params(
                 export_dir,
                 state.params["model"],
                 config,

@@ -23,11 +23,11 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
-from caltransfer_jax.checkpointing import load_export
+from caltransfer_jax.methods.model.lora import add_lora, count_params
+from caltransfer_jax.models.export import load_export
 from caltransfer_jax.objectives.alignment import sinkhorn_divergence
 from caltransfer_jax.objectives.masking import block_mask
 from caltransfer_jax.objectives.reconstruction import masked_mse
-from caltransfer_jax.transfer.lora import add_lora, count_params
 
 FEATURES = ("zchem", "canonical")
 Batch = dict[str, jax.Array]

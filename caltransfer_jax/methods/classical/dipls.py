@@ -38,7 +38,7 @@ from typing import ClassVar
 import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
-from caltransfer_jax.classical.base import MasterModelMethod
+from caltransfer_jax.methods.base import MasterModelMethod
 
 
 def regression_vectors(weights: np.ndarray, loadings: np.ndarray, y_loadings: np.ndarray):

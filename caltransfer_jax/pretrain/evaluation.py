@@ -185,9 +185,17 @@ class Evaluator:
         self._forward = jax.jit(forward, out_shardings=replicated)
         self._compiled = None
         self._references: dict[str, float] | None = None  # fixed probe references
-        self._divergence = jax.jit(
-            lambda x, y, w: alignment.sinkhorn_divergence(
-                x, y, w, obj.sinkhorn.epsilon, obj.sinkhorn.max_iterations, obj.sinkhorn.threshold
+        # The training objective's own matched-group Sinkhorn, on the whole held-out set.
+        sk = obj.sinkhorn
+        self._matched_sinkhorn = jax.jit(
+            lambda z, instrument: alignment.matched_sinkhorn_loss(
+                z,
+                instrument,
+                config.model.vib.num_instruments,
+                epsilon=sk.epsilon,
+                min_group_size=sk.min_group_size,
+                max_iterations=sk.max_iterations,
+                threshold=sk.threshold,
             )
         )
 
@@ -236,7 +244,7 @@ class Evaluator:
         transfer_count = max(total["transfer_count"], 1)
         return {
             "eval/msrp": float(total["msrp_sse"] / max(total["msrp_count"], 1)),
-            "eval/sinkhorn": self._matched_sinkhorn(z, instrument),
+            "eval/sinkhorn": self._sinkhorn(z, instrument),
             "eval/adversary_accuracy": float(total["adversary_correct"] / views),
             "eval/instrument_accuracy": float(total["instrument_correct"] / views),
             "eval/instrument_probe_zchem": instrument_probe_accuracy(z, instrument, ev.probe_ridge),
@@ -250,22 +258,8 @@ class Evaluator:
             "eval/transfer_rmse_identity": float(np.sqrt(total["identity_sse"] / transfer_count)),
         }
 
-    def _matched_sinkhorn(self, z: np.ndarray, instrument: np.ndarray) -> float:
-        """Size-weighted Sinkhorn divergence of the per-instrument matched groups."""
-        min_size = self.config.objectives.sinkhorn.min_group_size
-        groups = [np.nonzero(instrument == g) for g in np.unique(instrument)]
-        groups = [(rows, views) for rows, views in groups if rows.size >= min_size]
-        if not groups:
-            return float("nan")
-        # Every group padded to the largest (zero weights): one compiled solver for all.
-        size = max(rows.size for rows, _ in groups)
-        total, weight = 0.0, 0
-        for rows, views in groups:
-            x = np.zeros((size, z.shape[-1]), np.float32)
-            y = np.zeros_like(x)
-            w = np.zeros(size, np.float32)
-            x[: rows.size], y[: rows.size] = z[rows, views], z[rows, 1 - views]
-            w[: rows.size] = 1.0 / rows.size
-            total += rows.size * float(self._divergence(x, y, w))
-            weight += rows.size
-        return total / weight
+    def _sinkhorn(self, z: np.ndarray, instrument: np.ndarray) -> float:
+        """Size-weighted Sinkhorn divergence of the per-instrument matched groups (NaN: none
+        large enough)."""
+        loss, sizes = self._matched_sinkhorn(z.astype(np.float32), instrument.astype(np.int32))
+        return float(loss) if np.asarray(sizes).sum() > 0 else float("nan")

@@ -14,8 +14,8 @@ import dataclasses
 
 import numpy as np
 
-from caltransfer_jax.classical.selection import kennard_stone, random_draw
 from caltransfer_jax.data.spectra import Spectra
+from caltransfer_jax.methods.classical.selection import kennard_stone, random_draw
 
 
 @dataclasses.dataclass(frozen=True)

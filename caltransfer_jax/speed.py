@@ -1,6 +1,6 @@
 r"""Compute benchmark of the model on the current backend; writes JSON.
 
-    python -m caltransfer_jax.bench --config=configs/model.py:default --out=bench.json
+    python -m caltransfer_jax.speed --config=configs/model.py:default --out=bench.json
 
 Measures, for each batch size (default 8 and 32) at `--num_points` points (2048 → 128 patch
 tokens + [CLS] + [DOMAIN] at patch 16):
@@ -150,7 +150,6 @@ def synthetic_batch(batch: int, num_points: int, config, seed: int) -> dict[str,
         "valid": jnp.asarray(valid),
         "modality": jnp.zeros((batch,), jnp.int32),
         "hidden": jnp.asarray(hidden & valid),
-        "target": jnp.asarray(rng.normal(size=(batch, config.heads.num_targets)), jnp.float32),
         "master": jnp.asarray(values + 0.1 * rng.normal(size=values.shape), jnp.float32),
         "instrument": jnp.asarray(rng.integers(0, config.vib.num_instruments, batch), jnp.int32),
     }
@@ -159,8 +158,8 @@ def synthetic_batch(batch: int, num_points: int, config, seed: int) -> dict[str,
 def stand_in_loss(model, batch: dict[str, jax.Array]) -> jax.Array:
     """A sum of one loss per head and auxiliary output, so every parameter gets a gradient.
 
-    Not the pretraining objective: reconstruction runs on the masked input while transfer and
-    regression reuse the same pass, which a real step would not mix.
+    Not the pretraining objective: reconstruction runs on the masked input while transfer reuses
+    the same pass, which a real step would not mix.
     """
     out = model(
         batch["values"], batch["wavenumber"], batch["valid"], batch["modality"], batch["hidden"]
@@ -169,7 +168,6 @@ def stand_in_loss(model, batch: dict[str, jax.Array]) -> jax.Array:
     valid = batch["valid"].astype(jnp.float32)
     recon = jnp.sum(hidden * (out["reconstruction"] - batch["values"]) ** 2) / hidden.sum()
     transfer = jnp.sum(valid * (out["transfer"] - batch["master"]) ** 2) / valid.sum()
-    regression = jnp.mean((out["prediction"] - batch["target"]) ** 2)
     kl = 1e-3 * jnp.mean(out["kl_chem"] + out["kl_inst"])
     inst = optax.softmax_cross_entropy_with_integer_labels(
         out["inst_logits"], batch["instrument"]
@@ -177,7 +175,7 @@ def stand_in_loss(model, batch: dict[str, jax.Array]) -> jax.Array:
     adversary = optax.softmax_cross_entropy_with_integer_labels(
         out["adv_logits"], batch["instrument"]
     ).mean()
-    return recon + transfer + regression + kl + inst + adversary + 0.01 * out["moe_balance_loss"]
+    return recon + transfer + kl + inst + adversary + 0.01 * out["moe_balance_loss"]
 
 
 def parameter_counts(model) -> dict[str, int]:
@@ -261,7 +259,7 @@ def main(argv: list[str]) -> None:
     config = _CONFIG.value
     repeats = max(_REPEATS.value, 5)
     record: dict[str, Any] = {
-        "command": " ".join([os.path.basename(sys.executable), "-m", "caltransfer_jax.bench"])
+        "command": " ".join([os.path.basename(sys.executable), "-m", "caltransfer_jax.speed"])
         + " "
         + " ".join(sys.argv[1:]),
         "backend": jax.default_backend(),

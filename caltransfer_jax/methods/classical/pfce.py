@@ -46,7 +46,7 @@ import numpy as np
 from scipy.optimize import brentq
 from sklearn.utils.validation import check_is_fitted
 
-from caltransfer_jax.classical.base import MasterModelMethod
+from caltransfer_jax.methods.base import MasterModelMethod
 
 THRESHOLD = 0.98
 

@@ -1,8 +1,8 @@
 r"""Pretraining input pipeline: random-access corpus sources → fixed token grid → global batches.
 
-    python -m caltransfer_jax.pipeline --bench                # on-the-fly simulator, spectra/s
-    python -m caltransfer_jax.pipeline --bench --config.prefetch=0 --config.global_batch=8
-    python -m caltransfer_jax.pipeline --bench --tfds_dir=DIR/simulated_spectra/n10000_seed0_v2/1.0.0
+    python -m caltransfer_jax.pretrain.input_pipeline --bench                # on-the-fly simulator, spectra/s
+    python -m caltransfer_jax.pretrain.input_pipeline --bench --config.prefetch=0 --config.global_batch=8
+    python -m caltransfer_jax.pretrain.input_pipeline --bench --tfds_dir=DIR/simulated_spectra/n10000_seed0_v2/1.0.0
 
 Sources are random access (`len`, `source[i]`, optionally `source.__getitems__(indices)`) and
 yield flat records (see `caltransfer_jax.simulate.corpus.Simulator.generate`): the on-the-fly
@@ -41,6 +41,7 @@ from absl import app, flags
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from ml_collections import config_flags
 
+from caltransfer_jax.models.inputs import NORMALIZATIONS, to_grid
 from caltransfer_jax.simulate.corpus import Simulator, SimulatorConfig
 from caltransfer_jax.simulate.instruments import EFFECTS
 
@@ -48,7 +49,6 @@ Record = dict[str, np.ndarray]
 Batch = dict[str, np.ndarray]
 # Seed-sequence tags of the pipeline's own draws (kept apart from the simulator's streams).
 _EPOCH_STREAM, _MIX_STREAM, _EXAMPLE_STREAM = 101, 102, 103
-NORMALIZATIONS = ("snv", "none")
 
 
 class CorpusError(ValueError):
@@ -163,60 +163,6 @@ class TfdsSource:
                 f"{self.path} (split {self.split!r}): cannot read records {list(indices)[:8]} "
                 f"({e}); the corpus is damaged, rebuild it"
             ) from e
-
-
-def to_grid(
-    values: np.ndarray,
-    wavenumber: np.ndarray,
-    num_points: int,
-    rng: np.random.Generator | None = None,
-    normalize: str = "snv",
-) -> dict[str, np.ndarray]:
-    """Puts one spectrum on the fixed token grid (also for real spectra at evaluation).
-
-    Args:
-      values: (p,) spectrum.
-      wavenumber: (p,) its axis in cm⁻¹, monotonic in either direction.
-      num_points: grid length L.
-      rng: draws the window when p > L (None: the centre window).
-      normalize: 'snv' (standardise over the valid points) or 'none'.
-
-    Returns:
-      values (L,) float32, wavenumber (L,) float32 ascending over the valid points (0 in the
-      padding), valid (L,) bool, offset () and scale () float32 with
-      values = (raw - offset) / scale on the valid points.
-    """
-    if normalize not in NORMALIZATIONS:
-        raise ValueError(f"normalize must be one of {NORMALIZATIONS}, got {normalize!r}")
-    values = np.asarray(values, dtype=np.float32)
-    wavenumber = np.asarray(wavenumber, dtype=np.float32)
-    if wavenumber[0] > wavenumber[-1]:
-        values, wavenumber = values[::-1], wavenumber[::-1]
-    p = values.size
-    if p > num_points:
-        start = (p - num_points) // 2 if rng is None else int(rng.integers(0, p - num_points + 1))
-        values, wavenumber = (
-            values[start : start + num_points],
-            wavenumber[start : start + num_points],
-        )
-        p = num_points
-    offset, scale = np.float32(0.0), np.float32(1.0)
-    if normalize == "snv":
-        offset, std = values.mean(), values.std()
-        scale = np.float32(std if std > 1e-8 else 1.0)  # a flat spectrum is only centred
-    out_values = np.zeros(num_points, np.float32)
-    out_wn = np.zeros(num_points, np.float32)
-    valid = np.zeros(num_points, bool)
-    out_values[:p] = (values - offset) / scale
-    out_wn[:p] = wavenumber
-    valid[:p] = True
-    return {
-        "values": out_values,
-        "wavenumber": out_wn,
-        "valid": valid,
-        "offset": np.float32(offset),
-        "scale": np.float32(scale),
-    }
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,10 +1,8 @@
-r"""The transfer benchmark: every method under one leak-free protocol.
+"""The benchmark's runner: every method under one leak-free protocol, in parallel jobs.
 
-    python -m caltransfer_jax.benchmark --config=configs/benchmark.py:corn --workdir=DIR
-
-Writes to DIR: `results.jsonl` (one record per dataset, source, target, property, method, k,
+`run(config, workdir)` plans the jobs of a configuration (configs/benchmark.py) and writes to DIR: `results.jsonl` (one record per dataset, source, target, property, method, k,
 selection, split and draw), `splits.json` and `transfer_sets.jsonl` (every sample id a method
-was fitted on), `config.json`, `summary.md` and PNG plots. See `caltransfer_jax.protocol` for
+was fitted on), `config.json`, `summary.md` and PNG plots. See `caltransfer_jax.benchmark.protocol` for
 what each method may see.
 """
 
@@ -21,17 +19,17 @@ import pathlib
 import time
 
 import numpy as np
-from absl import app, flags, logging
-from ml_collections import config_flags
+from absl import logging
 from sklearn.base import clone
 from threadpoolctl import threadpool_limits
 
-from caltransfer_jax import methods, report
-from caltransfer_jax.classical.pls import PLSRegressionCV
-from caltransfer_jax.classical.preprocessing import make_preprocessing
-from caltransfer_jax.data import bundled
-from caltransfer_jax.metrics import conformal_quantile, interval_coverage, regression_metrics
-from caltransfer_jax.protocol import (
+from caltransfer_jax.benchmark import report
+from caltransfer_jax.benchmark.metrics import (
+    conformal_quantile,
+    interval_coverage,
+    regression_metrics,
+)
+from caltransfer_jax.benchmark.protocol import (
     PairedData,
     Split,
     TransferSet,
@@ -39,6 +37,10 @@ from caltransfer_jax.protocol import (
     make_splits,
     make_transfer_sets,
 )
+from caltransfer_jax.data import bundled
+from caltransfer_jax.methods import registry as methods
+from caltransfer_jax.methods.classical.pls import PLSRegressionCV
+from caltransfer_jax.methods.classical.preprocessing import make_preprocessing
 
 DATASETS = {"corn": bundled.load_corn, "tablets": bundled.load_tablets}
 
@@ -288,17 +290,3 @@ def _write(path: pathlib.Path, text: str) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
-
-
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Benchmark configuration file.")
-_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for results, summary and plots.")
-
-
-def main(argv):
-    del argv
-    run(_CONFIG.value, _WORKDIR.value)
-
-
-if __name__ == "__main__":
-    flags.mark_flags_as_required(["config", "workdir"])
-    app.run(main)

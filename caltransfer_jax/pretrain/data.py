@@ -1,6 +1,6 @@
 """Pretraining data from the config: the simulated corpus, master views and the held-out set.
 
-The input pipeline (`caltransfer_jax.pipeline`) yields two instrument views per sample. The
+The input pipeline (`caltransfer_jax.pretrain.input_pipeline`) yields two instrument views per sample. The
 pretraining objectives also need each sample's spectrum on the **master (canonical)
 instrument**: an ideal spectrometer of the sample's modality with no instrument effect (no axis
 error, line-shape broadening, stray light, non-linearity, gain, baseline or noise), reading the
@@ -27,12 +27,13 @@ from collections.abc import Sequence
 import ml_collections
 import numpy as np
 
-from caltransfer_jax import pipeline as pipeline_lib
 from caltransfer_jax.data.spectra import MODALITIES
+from caltransfer_jax.models.inputs import GRID_KEYS, to_grid
+from caltransfer_jax.pretrain import input_pipeline as pipeline_lib
 from caltransfer_jax.simulate import FINE_GRIDS, Simulator
 from caltransfer_jax.simulate.instruments import Grid
 
-MASTER_KEYS = ("values", "wavenumber", "valid", "offset", "scale")
+MASTER_KEYS = GRID_KEYS
 
 
 def num_instruments(data: ml_collections.ConfigDict) -> int:
@@ -100,9 +101,7 @@ class MasterViews:
             frac = (position - low).astype(np.float32)
             values = fine[:, low] * (1 - frac) + fine[:, low + 1] * frac
             for r, v in zip(members, values, strict=True):
-                rows[r] = pipeline_lib.to_grid(
-                    v, grid.wavenumber, self.num_points, None, self.normalize
-                )
+                rows[r] = to_grid(v, grid.wavenumber, self.num_points, None, self.normalize)
         return {f"master_{k}": np.stack([row[k] for row in rows]) for k in MASTER_KEYS}
 
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
-from caltransfer_jax.classical import (
+from caltransfer_jax.methods.base import TransferMethod
+from caltransfer_jax.methods.classical import (
     corrections,
     dipls,
     gct,
@@ -19,15 +20,14 @@ from caltransfer_jax.classical import (
     recalibration,
     standardisation,
 )
-from caltransfer_jax.classical.base import TransferMethod
-from caltransfer_jax.classical.pls import PLSRegressionCV
+from caltransfer_jax.methods.classical.pls import PLSRegressionCV
 
 
 def _model_method(name: str, context: dict) -> TransferMethod:
     # Imported on use: the classical path (forked workers) must not load JAX.
-    from caltransfer_jax.transfer import model_methods
+    from caltransfer_jax.methods.model import estimators
 
-    return getattr(model_methods, name)(**context)
+    return getattr(estimators, name)(**context)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -170,9 +170,14 @@ FULL_RECALIBRATION = "full_recalibration"
 MASTER_ON_MASTER = "master_on_master"
 
 
-def get(names) -> list[MethodSpec]:
+def names(families=("reference", "classical", "model")) -> tuple[str, ...]:
+    """Names of the registered methods of the given families, in registry order."""
+    return tuple(spec.name for spec in _SPECS if spec.family in families)
+
+
+def get(wanted) -> list[MethodSpec]:
     """Specs for the named methods, in the given order; unknown names raise."""
-    unknown = [n for n in names if n not in METHODS]
+    unknown = [n for n in wanted if n not in METHODS]
     if unknown:
         raise KeyError(f"unknown method(s) {unknown}; known: {sorted(METHODS)}")
-    return [METHODS[n] for n in names]
+    return [METHODS[n] for n in wanted]

@@ -20,7 +20,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from caltransfer_jax.classical.base import MasterModelMethod
+from caltransfer_jax.methods.base import MasterModelMethod
 
 RIDGE_GRID = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)  # × the largest squared singular value
 PDS_HALF_WINDOWS = (1, 2, 3, 5, 7)

@@ -15,7 +15,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from caltransfer_jax.classical.base import MasterModelMethod
+from caltransfer_jax.methods.base import MasterModelMethod
 
 
 class NoTransfer(MasterModelMethod):

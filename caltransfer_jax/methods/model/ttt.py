@@ -27,7 +27,7 @@ import ml_collections
 import numpy as np
 import optax
 
-from caltransfer_jax.transfer.adaptable import AdaptableModel, take
+from caltransfer_jax.methods.model.adaptable import AdaptableModel, take
 
 
 @functools.cache

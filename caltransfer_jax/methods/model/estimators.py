@@ -32,12 +32,12 @@ from typing import ClassVar
 import ml_collections
 import numpy as np
 
-from caltransfer_jax.classical.base import TransferMethod
-from caltransfer_jax.classical.pls import PLSRegressionCV
-from caltransfer_jax.transfer.adaptable import AdaptableModel
-from caltransfer_jax.transfer.fewshot import few_shot
-from caltransfer_jax.transfer.grid import ModelGrid
-from caltransfer_jax.transfer.ttt import run_ttt
+from caltransfer_jax.methods.base import TransferMethod
+from caltransfer_jax.methods.classical.pls import PLSRegressionCV
+from caltransfer_jax.methods.model.adaptable import AdaptableModel
+from caltransfer_jax.methods.model.fewshot import few_shot
+from caltransfer_jax.methods.model.grid import ModelGrid
+from caltransfer_jax.methods.model.ttt import run_ttt
 
 
 @functools.cache

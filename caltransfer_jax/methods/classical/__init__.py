@@ -1,0 +1,1 @@
+"""Classical calibration transfer as scikit-learn estimators (no JAX)."""
