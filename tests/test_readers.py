@@ -105,7 +105,7 @@ def test_missing_labels_become_nan_only_when_allowed(tmp_path):
     path = _write(tmp_path, "id,oil,1100,1102\ns1,,0.1,0.2\ns2,N/A,0.1,0.2\ns3,3,0.1,0.2\n")
     s = _wide(path, allow_missing_labels=True)
     np.testing.assert_array_equal(s.labels[:, 0], [np.nan, np.nan, 3.0])
-    with pytest.raises(SpectraError, match="missing for 2 spectra"):
+    with pytest.raises(SpectraError, match="missing for 2 of the requested spectra"):
         s.label("oil")
 
 

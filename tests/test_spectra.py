@@ -53,7 +53,7 @@ def test_unknown_unit_and_modality():
 
 def test_missing_label_names_the_row_and_sample():
     s = _nir(labels=np.array([[1.0], [np.nan]]), label_names=("moisture",), sample_id=["a", "b"])
-    with pytest.raises(SpectraError, match="missing for 1 spectra .*row 1, sample 'b'"):
+    with pytest.raises(SpectraError, match="missing for 1 of the requested spectra .*row 1, sample 'b'"):
         s.label("moisture")
     with pytest.raises(SpectraError, match="no label 'oil'"):
         s.label("oil")
@@ -82,3 +82,9 @@ def test_values_are_read_only_and_pairing_follows_sample_ids():
     assert both.n == 4
     with pytest.raises(SpectraError, match="axis does not match"):
         concatenate([a, _nir(axis=np.arange(1102.0, 1112.0, 2.0))])
+
+
+def test_labels_of_requested_rows_may_be_present_where_others_are_missing():
+    s = _nir(np.ones((3, 5)), labels=np.array([[1.0], [np.nan], [3.0]]), label_names=("moisture",))
+    np.testing.assert_array_equal(s.label("moisture", rows=[0, 2]), [1.0, 3.0])
+    np.testing.assert_array_equal(s.has_label("moisture"), [True, False, True])

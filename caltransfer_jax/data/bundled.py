@@ -8,6 +8,8 @@ File format (numpy .npz, no pickled objects): spectra are stored as int32 first 
 the axis of the printed decimals, value = cumsum(delta) / 10**decimals. Integer division by a
 power of ten is correctly rounded, so this gives back exactly the float64 that Python parses from
 the CSV text, at half the size of compressed float64. Reference values are stored as float64.
+Format 2 (any user data set, `save_dataset`) adds what format 1 cannot hold: float64 values where
+they are not short decimals, and each instrument's own axis where the instruments' axes differ.
 """
 
 from __future__ import annotations
@@ -18,36 +20,12 @@ import os
 
 import numpy as np
 
+from caltransfer_jax.data.dataset import Dataset
 from caltransfer_jax.data.spectra import Spectra, SpectraError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 1  # written whenever it can hold the data set (the bundled files)
+FORMATS = (1, 2)
 _MAX_DECIMALS = 9
-
-
-@dataclasses.dataclass(frozen=True)
-class Dataset:
-    """A transfer data set: the same samples measured on several instruments.
-
-    Attributes:
-      name: 'corn' or 'tablets'.
-      spectra: every instrument's spectra stacked; equal sample ids are the same sample.
-      instruments: instrument ids in a fixed order (corn: m5, mp5, mp6; tablets: spec1, spec2).
-      properties: the label names (corn: moisture, oil, protein, starch; tablets: weight,
-        hardness, assay).
-      standards: transfer standards measured on each instrument, without labels (corn: the NBS
-        glass standards), or None.
-      original_split: sample id -> 'calibrate' | 'validate' | 'test' where the data set comes
-        with a split (tablets), else None.
-      citation: how to cite the data.
-    """
-
-    name: str
-    spectra: Spectra
-    instruments: tuple[str, ...]
-    properties: tuple[str, ...]
-    standards: Spectra | None
-    original_split: dict[str, str] | None
-    citation: str
 
 
 def load_corn() -> Dataset:
@@ -75,14 +53,15 @@ def read_bundle(path: str | os.PathLike) -> Dataset:
     except (OSError, ValueError) as error:
         raise SpectraError(f"{origin}: not a readable data set file ({error})") from None
     version = int(arrays.get("format_version", -1))
-    if version != FORMAT_VERSION:
-        raise SpectraError(f"{origin}: format version {version}, expected {FORMAT_VERSION}")
+    if version not in FORMATS:
+        raise SpectraError(f"{origin}: format version {version}, expected one of {FORMATS}")
     text = {key: str(v) for key, v in arrays.items() if v.dtype.kind == "U" and v.ndim == 0}
 
     def spectra(prefix: str, labels: bool) -> Spectra:
-        n = arrays[f"{prefix}values"].shape[0]
+        values = _values(arrays, prefix)
+        n = values.shape[0]
         return Spectra(
-            values=decode_values(arrays[f"{prefix}values"], int(arrays["decimals"])),
+            values=values,
             wavenumber=arrays["wavenumber"],
             unit=text["unit"],
             modality=text["modality"],
@@ -100,15 +79,40 @@ def read_bundle(path: str | os.PathLike) -> Dataset:
         split = dict(
             zip(arrays["split_sample_id"].tolist(), arrays["split_subset"].tolist(), strict=True)
         )
+    stacked = spectra("", labels=True)
+    native = None
+    if "native_instruments" in arrays:
+        native = {
+            name: dataclasses.replace(
+                stacked.on_instrument(name),
+                values=arrays[f"native{j}_values"],
+                wavenumber=arrays[f"native{j}_wavenumber"],
+                unit=str(arrays[f"native{j}_unit"]),
+            )
+            for j, name in enumerate(arrays["native_instruments"].tolist())
+        }
     return Dataset(
         name=text["name"],
-        spectra=spectra("", labels=True),
+        spectra=stacked,
         instruments=tuple(arrays["instruments"].tolist()),
         properties=tuple(arrays["label_names"].tolist()),
         standards=spectra("standards_", labels=False) if "standards_values" in arrays else None,
         original_split=split,
         citation=text["citation"],
+        native=native,
+        overlap=text.get("overlap", ""),
     )
+
+
+def _values(arrays: dict[str, np.ndarray], prefix: str) -> np.ndarray:
+    if f"{prefix}values_float" in arrays:
+        return arrays[f"{prefix}values_float"]
+    return decode_values(arrays[f"{prefix}values"], int(arrays["decimals"]))
+
+
+def save_dataset(dataset: Dataset, path) -> None:
+    """Writes any data set to one .npz file that `read_bundle` reads back exactly."""
+    np.savez_compressed(path, **to_arrays(dataset, {}))
 
 
 def to_arrays(dataset: Dataset, sources: dict[str, str]) -> dict[str, np.ndarray]:
@@ -120,17 +124,17 @@ def to_arrays(dataset: Dataset, sources: dict[str, str]) -> dict[str, np.ndarray
     """
     spectra = dataset.spectra
     parts = [spectra.values] + ([] if dataset.standards is None else [dataset.standards.values])
-    decimals = _decimals(np.concatenate(parts), spectra.origin)
+    decimals = _decimals(np.concatenate(parts))
+    exact = decimals is not None and dataset.native is None
     arrays = {
-        "format_version": np.array(FORMAT_VERSION),
+        "format_version": np.array(FORMAT_VERSION if exact else 2),
         "name": np.array(dataset.name),
         "citation": np.array(dataset.citation),
         "wavenumber": spectra.wavenumber,
         "unit": np.array(spectra.unit),
         "modality": np.array(spectra.modality),
         "value_unit": np.array(spectra.value_unit),
-        "decimals": np.array(decimals),
-        "values": encode_values(spectra.values, decimals),
+        **_encoded("", spectra.values, decimals),
         "instrument": spectra.instrument,
         "sample_id": spectra.sample_id,
         "labels": spectra.labels,
@@ -143,14 +147,31 @@ def to_arrays(dataset: Dataset, sources: dict[str, str]) -> dict[str, np.ndarray
         standards = dataset.standards
         if not np.array_equal(standards.wavenumber, spectra.wavenumber):
             raise SpectraError(f"{standards.origin}: standards are on another axis than the data")
-        arrays["standards_values"] = encode_values(standards.values, decimals)
+        arrays.update(_encoded("standards_", standards.values, decimals))
         arrays["standards_instrument"] = standards.instrument
         arrays["standards_sample_id"] = standards.sample_id
     if dataset.original_split is not None:
         ids = sorted(dataset.original_split)
         arrays["split_sample_id"] = np.array(ids)
         arrays["split_subset"] = np.array([dataset.original_split[s] for s in ids])
+    if dataset.native is not None:
+        arrays["overlap"] = np.array(dataset.overlap)
+        arrays["native_instruments"] = np.array(list(dataset.native))
+        for j, own in enumerate(dataset.native.values()):
+            arrays[f"native{j}_values"] = own.values
+            arrays[f"native{j}_wavenumber"] = own.wavenumber
+            arrays[f"native{j}_unit"] = np.array(own.unit)
     return arrays
+
+
+def _encoded(prefix: str, values: np.ndarray, decimals: int | None) -> dict[str, np.ndarray]:
+    """Values as exact decimals (int32 deltas) where they are, else as float64."""
+    if decimals is None:
+        return {f"{prefix}values_float": values}
+    out = {f"{prefix}values": encode_values(values, decimals)}
+    if not prefix:
+        out["decimals"] = np.array(decimals)
+    return out
 
 
 def encode_values(values: np.ndarray, decimals: int) -> np.ndarray:
@@ -167,10 +188,12 @@ def decode_values(delta: np.ndarray, decimals: int) -> np.ndarray:
     return np.cumsum(delta, axis=1, dtype=np.int64) / 10.0**decimals
 
 
-def _decimals(values: np.ndarray, origin: str) -> int:
-    """The fewest decimals at which the integer encoding gives back `values` exactly."""
+def _decimals(values: np.ndarray) -> int | None:
+    """The fewest decimals at which the integer encoding gives back `values` exactly (None: no
+    such number up to `_MAX_DECIMALS`, or beyond 32-bit deltas)."""
     for decimals in range(_MAX_DECIMALS + 1):
         scaled = np.round(values * 10.0**decimals)
         if np.abs(scaled).max() < 2**53 and np.array_equal(scaled / 10.0**decimals, values):
-            return decimals
-    raise SpectraError(f"{origin}: values are not exact decimals with up to {_MAX_DECIMALS} places")
+            delta = np.diff(scaled, axis=1, prepend=0.0)
+            return decimals if np.abs(delta).max() < 2**31 else None
+    return None

@@ -21,6 +21,7 @@ from caltransfer_jax.data.rawfile import PathLike, check_text, read_bytes
 from caltransfer_jax.data.spectra import Spectra, SpectraError, check_axis, normalize_unit
 
 __all__ = [
+    "CsvFormat",
     "LabelTable",
     "read_jcamp",
     "read_jcamp_blocks",
@@ -31,6 +32,35 @@ __all__ = [
 
 # Cells that mean "not measured" in a label column.
 _MISSING = frozenset({"", "na", "nan", "n/a"})
+DELIMITERS = (",", ";", "\t", "|", " ")
+DECIMALS = (".", ",")
+# The name given to a first column whose header cell is empty: row names, as R's `write.csv`
+# and spreadsheet exports write them. Readers take it as the sample ids.
+ROW_NAMES = "<row names>"
+
+
+@dataclasses.dataclass(frozen=True)
+class CsvFormat:
+    """How a CSV file is written: field delimiter and decimal mark (`,` needs another delimiter)."""
+
+    delimiter: str = ","
+    decimal: str = "."
+
+    def check(self, origin: str) -> None:
+        if self.delimiter not in DELIMITERS:
+            raise SpectraError(
+                f"{origin}: delimiter {self.delimiter!r} is not one of {list(DELIMITERS)}"
+            )
+        if self.decimal not in DECIMALS:
+            raise SpectraError(f"{origin}: decimal mark {self.decimal!r} is not one of {DECIMALS}")
+        if self.decimal == self.delimiter:
+            raise SpectraError(
+                f"{origin}: the decimal mark and the delimiter are both {self.decimal!r}; files "
+                "with a decimal comma separate fields with ';' (delimiter = \";\")"
+            )
+
+    def number(self, cell: str) -> float:
+        return float(cell.replace(",", ".") if self.decimal == "," else cell)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -43,6 +73,7 @@ class _Table:
     header: list[str]
     rows: list[list[str]]
     lines: list[int]  # line of each row in the file, for messages
+    format: CsvFormat
 
     def where(self, row: int, column: int) -> str:
         return (
@@ -59,14 +90,15 @@ class _Table:
         return [self.header.index(name) for name in names]
 
 
-def _read_csv(path: PathLike) -> _Table:
+def _read_csv(path: PathLike, fmt: CsvFormat = CsvFormat()) -> _Table:
     origin, data = read_bytes(path)
+    fmt.check(origin)
     check_text(origin, data)
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as error:
         raise SpectraError(f"{origin}: not UTF-8 text (byte offset {error.start})") from None
-    reader = csv.reader(io.StringIO(text, newline=""))
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=fmt.delimiter)
     rows, lines = [], []
     try:
         for row in reader:
@@ -80,6 +112,15 @@ def _read_csv(path: PathLike) -> _Table:
     header, rows, lines = rows[0], rows[1:], lines[1:]
     if not rows:
         raise SpectraError(f"{origin}: header only, no data rows")
+    if len(header) == 1 and fmt.delimiter not in header[0]:
+        other = [d for d in DELIMITERS[:4] if d in header[0]]
+        if other:
+            raise SpectraError(
+                f"{origin}: the header is one column; the file seems separated by {other[0]!r}, "
+                f"not {fmt.delimiter!r} (set the delimiter)"
+            )
+    if header and not header[0]:
+        header = [ROW_NAMES, *header[1:]]
     for index, name in enumerate(header):
         if not name:
             raise SpectraError(f"{origin}: column {index + 1} of the header has no name")
@@ -91,15 +132,16 @@ def _read_csv(path: PathLike) -> _Table:
                 f"{origin}: line {line} has {len(row)} fields but the header has "
                 f"{len(header)} (ragged rows)"
             )
-    return _Table(origin, header, rows, lines)
+    return _Table(origin, header, rows, lines, fmt)
 
 
 def _parse(table: _Table, columns: list[int], what: str, missing_ok: bool = False) -> np.ndarray:
     """The cells of `columns` as float64; missing label cells become NaN where allowed."""
     values = np.empty((len(table.rows), len(columns)))
+    number = table.format.number
     for i, row in enumerate(table.rows):
         try:
-            values[i] = [float(row[j]) for j in columns]
+            values[i] = [number(row[j]) for j in columns]
         except ValueError:
             values[i] = [_cell(table, i, j, what, missing_ok) for j in columns]
     bad = np.isinf(values) if missing_ok else ~np.isfinite(values)
@@ -118,12 +160,19 @@ def _cell(table: _Table, i: int, j: int, what: str, missing_ok: bool) -> float:
             return math.nan
         raise SpectraError(f"{table.where(i, j)}: missing value {cell!r} in {what}")
     try:
-        return float(cell)
+        return table.format.number(cell)
     except ValueError:
-        raise SpectraError(f"{table.where(i, j)}: {cell!r} is not a number ({what})") from None
+        hint = ""
+        if "," in cell and table.format.decimal == ".":
+            hint = '; for a decimal comma set decimal = ","'
+        raise SpectraError(
+            f"{table.where(i, j)}: {cell!r} is not a number ({what}){hint}"
+        ) from None
 
 
 def _sample_ids(table: _Table, column: str | None) -> list[str] | None:
+    if column is None and table.header[0] == ROW_NAMES:
+        column = ROW_NAMES
     if column is None:
         return None
     (j,) = table.require([column])
@@ -165,6 +214,7 @@ def read_wide_csv(
     sample_id_column: str | None = None,
     allow_missing_labels: bool = False,
     value_unit: str = "",
+    csv_format: CsvFormat = CsvFormat(),
 ) -> Spectra:
     """Reads a CSV file with one spectrum per row and the axis in the header.
 
@@ -173,24 +223,28 @@ def read_wide_csv(
     three labels, then 650 wavelengths).
 
     Args:
-      path: the CSV file (UTF-8, comma-separated, one header row).
+      path: the CSV file (UTF-8, one header row; `csv_format` gives delimiter and decimal mark).
       axis_unit: unit of the header axis values ('nm', 'um', 'cm-1' or an alias).
       modality: 'NIR', 'IR' or 'Raman'.
       instrument: instrument id given to every spectrum.
       label_columns: columns holding reference values, in the order wanted.
       label_units: one unit per label column (or a name -> unit mapping); '' when unknown.
       meta_columns: other non-spectral columns, skipped (read them with `read_label_csv`).
-      sample_id_column: column of sample ids; without it the ids are the row numbers '0', '1', …,
-        so that files of two instruments with the same row order pair up.
+      sample_id_column: column of sample ids; without it the ids are the row names when the first
+        header cell is empty (`ROW_NAMES`), else the row numbers '0', '1', …, so that files of
+        two instruments with the same row order pair up.
       allow_missing_labels: read empty/NA label cells as NaN instead of refusing them.
       value_unit: what the values measure (e.g. 'log(1/R)'), recorded on the result.
+      csv_format: delimiter and decimal mark.
 
     Returns:
       Spectra with the file's axis, in column order.
     """
-    table = _read_csv(path)
+    table = _read_csv(path, csv_format)
     origin = table.origin
     label_columns = tuple(label_columns)
+    if sample_id_column is None and table.header[0] == ROW_NAMES:
+        sample_id_column = ROW_NAMES
     declared = [*label_columns, *meta_columns, *([sample_id_column] if sample_id_column else [])]
     label_index = table.require(label_columns)
     table.require(declared)
@@ -201,7 +255,7 @@ def read_wide_csv(
     axis = np.empty(len(columns))
     for k, j in enumerate(columns):
         try:
-            axis[k] = float(table.header[j])
+            axis[k] = csv_format.number(table.header[j])
         except ValueError:
             raise SpectraError(
                 f"{origin}: column {j + 1} header {table.header[j]!r} is neither an axis value "
@@ -283,6 +337,7 @@ def read_label_csv(
     meta_columns: Sequence[str] = (),
     sample_id_column: str | None = None,
     allow_missing_labels: bool = False,
+    csv_format: CsvFormat = CsvFormat(),
 ) -> LabelTable:
     """Reads reference values (and optional text columns) from a CSV file.
 
@@ -294,8 +349,11 @@ def read_label_csv(
       meta_columns: text columns to return in `LabelTable.meta` (e.g. the tablets' SampleType).
       sample_id_column: column of sample ids, if the file has one.
       allow_missing_labels: read empty/NA cells as NaN instead of refusing them.
+      csv_format: delimiter and decimal mark.
     """
-    table = _read_csv(path)
+    table = _read_csv(path, csv_format)
+    if sample_id_column is None and table.header[0] == ROW_NAMES:
+        sample_id_column = ROW_NAMES
     other = [*meta_columns, *([sample_id_column] if sample_id_column else [])]
     if label_columns is None:
         label_columns = [name for name in table.header if name not in other]

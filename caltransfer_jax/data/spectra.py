@@ -230,20 +230,29 @@ class Spectra:
         """The axis in the unit the data came in."""
         return from_wavenumber(self.wavenumber, self.unit)
 
-    def label(self, name: str) -> np.ndarray:
-        """One label column; raises if it is absent or has missing values."""
+    def label(self, name: str, rows=None) -> np.ndarray:
+        """One label column (of the given rows, default all); raises if it is absent or if a
+        requested row has no value (other rows may lack one)."""
         if name not in self.label_names:
             raise SpectraError(
                 f"{self.origin}: no label {name!r}; available labels are {list(self.label_names)}"
             )
-        column = self.labels[:, self.label_names.index(name)]
+        rows = np.arange(self.n) if rows is None else np.asarray(rows, dtype=int)
+        column = self.labels[rows, self.label_names.index(name)]
         missing = np.flatnonzero(np.isnan(column))
         if missing.size:
+            row = rows[missing[0]]
             raise SpectraError(
-                f"{self.origin}: label {name!r} is missing for {missing.size} spectra "
-                f"(first: row {missing[0]}, sample {str(self.sample_id[missing[0]])!r})"
+                f"{self.origin}: label {name!r} is missing for {missing.size} of the requested "
+                f"spectra (first: row {row}, sample {str(self.sample_id[row])!r})"
             )
         return column
+
+    def has_label(self, name: str) -> np.ndarray:
+        """(n,) whether each spectrum has a value of label `name`."""
+        if name not in self.label_names:
+            self.label(name)  # raises, naming the available labels
+        return ~np.isnan(self.labels[:, self.label_names.index(name)])
 
     def select(self, index) -> Spectra:
         """Rows by integer index or boolean mask."""
@@ -296,15 +305,27 @@ def _per_spectrum(array, n: int, name: str, origin: str) -> np.ndarray:
     return array
 
 
+# Two axes are the same when every point agrees to this fraction of the smallest point spacing:
+# files of one instrument printed with 4 or 5 decimals (3e-5 nm apart) share an axis.
+SAME_AXIS_TOLERANCE = 1e-3
+
+
+def same_axis(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether two wavenumber axes are the same points, up to the printing of their values."""
+    if a.shape != b.shape:
+        return False
+    spacing = np.min(np.abs(np.diff(a))) if a.size > 1 else abs(float(a[0]))
+    return bool(np.max(np.abs(a - b)) <= SAME_AXIS_TOLERANCE * spacing)
+
+
 def concatenate(parts: Sequence[Spectra], origin: str | None = None) -> Spectra:
-    """Stacks spectra that share an axis (to 1e-9 relative), modality, label names and value unit."""
+    """Stacks spectra that share an axis (`same_axis`; the first part's is kept), modality, label
+    names and value unit."""
     if not parts:
         raise SpectraError("concatenate: nothing to concatenate")
     first = parts[0]
     for part in parts[1:]:
-        if part.wavenumber.shape != first.wavenumber.shape or not np.allclose(
-            part.wavenumber, first.wavenumber, rtol=1e-9, atol=0
-        ):
+        if not same_axis(part.wavenumber, first.wavenumber):
             raise SpectraError(
                 f"{part.origin}: axis does not match that of {first.origin}; resample first"
             )
@@ -329,7 +350,13 @@ def concatenate(parts: Sequence[Spectra], origin: str | None = None) -> Spectra:
 
 
 def paired(a: Spectra, b: Spectra) -> tuple[Spectra, Spectra]:
-    """Rows of `a` and `b` reordered so row i is the same sample on both (by sample_id)."""
+    """Rows of `a` and `b` reordered so row i is the same sample on both (by sample_id).
+
+    Raises:
+      SpectraError: a sample id repeats within `a` or `b` (pairing would be ambiguous).
+    """
+    for part in (a, b):
+        check_unique_ids(part)
     in_b = set(b.sample_id.tolist())
     common = [s for s in a.sample_id.tolist() if s in in_b]
     if not common:
@@ -340,3 +367,17 @@ def paired(a: Spectra, b: Spectra) -> tuple[Spectra, Spectra]:
         a.select([index_a[s] for s in common]),
         b.select([index_b[s] for s in common]),
     )
+
+
+def check_unique_ids(spectra: Spectra) -> None:
+    """Refuses repeated sample ids on one instrument (replicates must be averaged or renamed)."""
+    for instrument in np.unique(spectra.instrument):
+        ids = spectra.sample_id[spectra.instrument == instrument]
+        unique, counts = np.unique(ids, return_counts=True)
+        if np.any(counts > 1):
+            repeated = unique[counts > 1]
+            raise SpectraError(
+                f"{spectra.origin}: sample id {str(repeated[0])!r} appears {int(counts.max())} "
+                f"times on instrument {str(instrument)!r} ({repeated.size} repeated ids); average "
+                "replicates or give them distinct ids"
+            )
