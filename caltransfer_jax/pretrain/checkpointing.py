@@ -3,7 +3,9 @@
 Layout of a workdir:
 
     config.json          the run's config (written once; a different run is refused)
-    checkpoints/<step>/  orbax: `state` (the sharded train state), `data` (input position, JSON)
+    checkpoints/<step>/  orbax: `state` (the sharded train state), `data` (input position, JSON),
+                         and sha256sums.json, the checksum manifest of the step's files
+    checkpoints/corrupt/<step>/  steps that failed verification, moved aside
     export/              params-only export: params/ (orbax), config.json, export.json
     metrics.jsonl, tensorboard/
 
@@ -12,6 +14,17 @@ Checkpoints go through one orbax `CheckpointManager`: asynchronous saves, the la
 (temporary) directories of a killed run cleaned up at start, restore into sharded abstract
 targets. A directory only becomes a checkpoint step once orbax has committed it, so a run killed
 mid-save leaves the previous checkpoints intact.
+
+Integrity: orbax stores no checksums, so a flipped bit in a data file restores silently as a wrong
+parameter. Once orbax has committed a step (saves are asynchronous: at the next save, `wait` or
+`close`, which wait for it anyway), process 0 writes the step's checksum manifest
+(`models.export.write_manifest`, atomic). `restore_latest` checks the steps newest first: a step
+whose files differ from its manifest is reported (a warning naming the step and the file) and,
+once an intact step is found, moved to `checkpoints/corrupt/` so that orbax no longer sees it; the
+run resumes from the newest intact step. A committed step without a manifest (the run was killed
+before writing it) is restored unverified, and counts as corrupt if orbax cannot read it. With
+checkpoints but none intact, `CorruptCheckpointError` names the directory and moves nothing: a
+silent fresh start would discard the run's work.
 
 The params-only export is written and read by `caltransfer_jax.models.export`.
 """
@@ -25,9 +38,13 @@ from typing import Any
 import jax
 import ml_collections
 import orbax.checkpoint as ocp
+from absl import logging
 from orbax.checkpoint import checkpoint_managers
 
+from caltransfer_jax.models import export
+
 BEST_METRIC = "eval/msrp"
+CORRUPT_DIR = "corrupt"  # under the checkpoint directory: steps moved aside
 # Fields that may differ when a run resumes: cadence, devices and evaluation only. Anything
 # else changes what is trained, so a workdir holding another setting is refused.
 OPERATIONAL_FIELDS = (
@@ -44,6 +61,10 @@ OPERATIONAL_FIELDS = (
 
 class ConfigMismatchError(ValueError):
     """The workdir holds a run with another configuration."""
+
+
+class CorruptCheckpointError(RuntimeError):
+    """The checkpoint directory holds checkpoints, none of them intact."""
 
 
 def config_to_dict(config: ml_collections.ConfigDict) -> dict[str, Any]:
@@ -134,15 +155,22 @@ class Checkpointer:
         self.manager = ocp.CheckpointManager(
             directory, options=options, item_names=("state", "data")
         )
+        self._pending: list[int] = []  # saved steps without a checksum manifest yet
 
     def latest_step(self) -> int | None:
         """The newest committed step, or None."""
         return self.manager.latest_step()
 
+    def step_dir(self, step: int) -> pathlib.Path:
+        """The directory of a committed step."""
+        return self.directory / str(step)
+
     def save(
         self, step: int, state: Any, data_state: dict[str, Any], metrics: dict[str, float] | None
     ) -> None:
-        """Starts saving `state` and the input position at `step` (asynchronously)."""
+        """Starts saving `state` and the input position at `step` (asynchronously), after the
+        previous save has finished (orbax waits for it anyway) and got its checksum manifest."""
+        self._finish_pending()
         self.manager.save(
             step,
             args=ocp.args.Composite(
@@ -151,9 +179,11 @@ class Checkpointer:
             metrics=metrics,
             force=True,
         )
+        self._pending.append(step)
 
     def restore(self, step: int, abstract_state: Any) -> tuple[Any, dict[str, Any]]:
-        """Restores (state, input position) of `step` into the abstract state's shardings."""
+        """Restores (state, input position) of `step` into the abstract state's shardings (no
+        verification: see `restore_latest`)."""
         restored = self.manager.restore(
             step,
             args=ocp.args.Composite(
@@ -162,10 +192,107 @@ class Checkpointer:
         )
         return restored["state"], restored["data"]
 
-    def wait(self) -> None:
-        """Blocks until pending saves are committed."""
+    def restore_latest(self, abstract_state: Any) -> tuple[int, Any, dict[str, Any]] | None:
+        """Restores the newest intact step, moving newer corrupt ones aside (module docstring).
+
+        Args:
+            abstract_state: the state's shapes, dtypes and shardings.
+
+        Returns:
+            (step, state, input position), or None when there is no checkpoint.
+
+        Raises:
+            CorruptCheckpointError: there are checkpoints but none is intact (nothing moved).
+        """
+        corrupt: list[tuple[int, str]] = []
+        for step in sorted(self.manager.all_steps(), reverse=True):
+            problems = export.check_manifest(self.step_dir(step))
+            if problems:
+                logging.warning(
+                    "checkpoint step %d in %s is corrupt: %s",
+                    step,
+                    self.directory,
+                    "; ".join(problems),
+                )
+                corrupt.append((step, problems[0]))
+                continue
+            if problems is None:
+                logging.warning(
+                    "checkpoint step %d in %s has no %s (the run stopped before writing it): "
+                    "restoring it unverified",
+                    step,
+                    self.directory,
+                    export.MANIFEST,
+                )
+                try:
+                    state, data_state = self.restore(step, abstract_state)
+                except Exception as e:  # orbax/tensorstore raise many types on damaged files
+                    logging.warning(
+                        "checkpoint step %d in %s (unverified) cannot be restored: %s: %s",
+                        step,
+                        self.directory,
+                        type(e).__name__,
+                        e,
+                    )
+                    corrupt.append((step, f"{self.step_dir(step)}: unreadable ({e})"))
+                    continue
+            else:
+                state, data_state = self.restore(step, abstract_state)
+            self._move_aside([s for s, _ in corrupt])
+            if corrupt:
+                logging.warning(
+                    "resuming from step %d, the newest intact checkpoint in %s",
+                    step,
+                    self.directory,
+                )
+            return step, state, data_state
+        if corrupt:
+            listed = "; ".join(f"step {s}: {problem}" for s, problem in corrupt)
+            raise CorruptCheckpointError(
+                f"no intact checkpoint in {self.directory} ({listed}). Not starting from scratch, "
+                f"which would discard the run's work: repair or remove the corrupt steps (or move "
+                f"them to {self.directory / CORRUPT_DIR}), or use a new --workdir."
+            )
+        return None
+
+    def _move_aside(self, steps: list[int]) -> None:
+        """Renames corrupt steps into CORRUPT_DIR (process 0) so orbax no longer lists them."""
+        if not steps:
+            return
+        if jax.process_index() == 0:
+            aside = self.directory / CORRUPT_DIR
+            aside.mkdir(exist_ok=True)
+            for step in steps:
+                target, n = aside / str(step), 1
+                while target.exists():  # the same step number moved aside before
+                    target, n = aside / f"{step}.{n}", n + 1
+                self.step_dir(step).rename(target)
+                logging.warning(
+                    "moved corrupt checkpoint step %d of %s to %s", step, self.directory, target
+                )
+        if jax.process_count() > 1:
+            ocp.multihost.sync_global_processes("caltransfer_corrupt_checkpoints_moved")
+        self.manager.reload()
+
+    def _finish_pending(self) -> None:
+        """Waits for pending saves; writes the checksum manifest of each one still kept."""
         self.manager.wait_until_finished()
+        pending, self._pending = self._pending, []
+        if jax.process_index() != 0:
+            return
+        committed = set(self.manager.all_steps())
+        for step in pending:
+            path = self.step_dir(step)
+            if step in committed and path.is_dir():  # not removed by the retention policy
+                export.write_manifest(path)
+
+    def wait(self) -> None:
+        """Blocks until pending saves are committed and have their checksum manifests."""
+        self._finish_pending()
 
     def close(self) -> None:
-        """Waits for pending saves and releases the manager."""
-        self.manager.close()
+        """Waits for pending saves (writing their manifests) and releases the manager."""
+        try:
+            self._finish_pending()
+        finally:
+            self.manager.close()

@@ -309,15 +309,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     )
 
     # ------------------------------------------------------------------------ checkpoint restore
+    # The newest intact step: corrupt ones are reported and moved aside (checksum manifests).
     checkpointer = checkpointing.Checkpointer(workdir / "checkpoints", config.checkpoint)
-    latest = checkpointer.latest_step()
-    if latest is not None:
-        abstract = jax.tree.map(
-            lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
-            abstract_state,
-            state_shardings,
-        )
-        state, data_state = checkpointer.restore(latest, abstract)
+    abstract = jax.tree.map(
+        lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+        abstract_state,
+        state_shardings,
+    )
+    restored = checkpointer.restore_latest(abstract)
+    if restored is not None:
+        latest, state, data_state = restored
         data.set_state(data_state)
         logging.info("resumed from %s at step %d", checkpointer.directory, latest)
     else:

@@ -91,14 +91,23 @@ def _grouped_loo(inputs: np.ndarray, outputs: np.ndarray, alphas) -> np.ndarray:
         shrink = s2 / (s2 + alpha * scale)  # (p, r)
         fitted = np.einsum("pkmr,pr->pkm", U, shrink * Uty)
         # Hat block of one sample's rows: its m intercepts (1/k each) plus the ridge part.
-        hat = np.einsum("pkir,pr,pkjr->pkij", U, shrink, U) + np.eye(m) / k
-        values, vectors = np.linalg.eigh(np.eye(m) - hat)
-        proj = np.einsum("pkji,pkj->pki", vectors, outputs - fitted)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            inverse = np.where(values > 1e-10, 1.0 / values, np.inf)
-            loo = np.einsum("pki,pki->pk", vectors[:, :, centre, :], inverse * proj)
-        residuals[a] = np.nan_to_num(loo, nan=np.inf, posinf=np.inf, neginf=np.inf)
+        Us = U * shrink[:, None, None, :]
+        complement = np.eye(m) * (1.0 - 1.0 / k) - Us @ np.swapaxes(U, -1, -2)  # I − H_ss
+        residuals[a] = _solve_centre(complement, outputs - fitted, centre)
     return residuals
+
+
+def _solve_centre(A: np.ndarray, e: np.ndarray, centre: int) -> np.ndarray:
+    """Entry `centre` of A⁻¹ e for a batch of symmetric (m, m) A; inf where A is singular."""
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        try:
+            solution = np.linalg.solve(A, e[..., None])[..., centre, 0]
+        except np.linalg.LinAlgError:  # an exactly singular block: the slower, safe route
+            values, vectors = np.linalg.eigh(A)
+            inverse = np.where(values > 1e-12, 1.0 / values, np.inf)
+            proj = np.einsum("...ji,...j->...i", vectors, e)
+            solution = np.einsum("...i,...i->...", vectors[..., centre, :], inverse * proj)
+    return np.nan_to_num(solution, nan=np.inf, posinf=np.inf, neginf=np.inf)
 
 
 class DoubleWindowPDS(MasterModelMethod):
