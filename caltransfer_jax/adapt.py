@@ -28,12 +28,10 @@ from caltransfer_jax.benchmark.metrics import (
     regression_metrics,
 )
 from caltransfer_jax.benchmark.protocol import PairedData, check_no_leak, make_splits
-from caltransfer_jax.data import bundled
+from caltransfer_jax.data import dataset_file
 from caltransfer_jax.methods.classical.selection import kennard_stone
 from caltransfer_jax.methods.model.estimators import ModelLoRA, ModelTTT
 from caltransfer_jax.methods.model.lora import save_adapters
-
-LOADERS = {"corn": bundled.load_corn, "tablets": bundled.load_tablets}
 
 
 def adapt(config, workdir: str | pathlib.Path) -> dict:
@@ -42,7 +40,7 @@ def adapt(config, workdir: str | pathlib.Path) -> dict:
     workdir.mkdir(parents=True, exist_ok=True)
     if not config.init:
         raise ValueError("--config.init must name a pretraining export directory")
-    dataset = LOADERS[config.dataset]()
+    dataset = dataset_file.load(config.dataset)
     splits = make_splits(
         dataset.spectra.sample_id, config.split + 1, config.test_fraction, config.seed
     )

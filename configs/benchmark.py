@@ -3,6 +3,8 @@ r"""Transfer benchmark configurations.
     python -m caltransfer_jax.benchmark --config=configs/benchmark.py:corn --workdir=/tmp/bench_corn
     python -m caltransfer_jax.benchmark --config=configs/benchmark.py:tablet --workdir=/tmp/bench_tab
     python -m caltransfer_jax.benchmark --config=configs/benchmark.py:quick --workdir=/tmp/bench_q
+    python -m caltransfer_jax.benchmark --config=configs/benchmark.py:custom \
+        --config.dataset=PATH.toml --workdir=DIR
 
 `corn`: all 6 instrument pairs × 4 properties, k ∈ {0, 5, 10, 20, 30, 50}, 5 random 60/20
 splits × (10 random draws + Kennard–Stone). `tablet`: both pairs × 3 properties, split 0 the
@@ -10,7 +12,9 @@ original (calibrate + validate = pool of 195, test = 460), 4 more random splits 
 sizes. `corn_model`: corn m5→mp6, all properties, 3 splits × (2 draws + Kennard–Stone), classical
 and foundation-model rows (set `--config.model.init=EXPORT_DIR`). `tablet_model`: tablets
 spec1→spec2, all properties, the original split and one random split × (2 draws +
-Kennard–Stone), classical and model rows. `quick`: corn m5→mp6 moisture,
+Kennard–Stone), classical and model rows. `custom`: any dataset file
+(`--config.dataset=PATH.toml`), every pair and property, k ∈ {0, 5, 10, 20} (larger k are
+skipped where the pool is smaller). `quick`: corn m5→mp6 moisture,
 2 splits × 2 draws, for CI. Override any field with
 `--config.field=value`, e.g. `--config.workers=1`.
 """
@@ -27,7 +31,7 @@ MODEL_METHODS = registry.names(families=("model",))
 
 def get_config(arg: str = "corn") -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
-    config.dataset = "corn"
+    config.dataset = "corn"  # a bundled data set (corn, tablets) or a dataset file (.toml)
     config.pairs = ()  # "source->target" strings; empty: every ordered pair of instruments
     config.properties = ()  # empty: every property of the data set
     config.ks = (0, 5, 10, 20, 30, 50)
@@ -65,6 +69,9 @@ def get_config(arg: str = "corn") -> ml_collections.ConfigDict:
         config.methods = ALL_METHODS + MODEL_METHODS
         config.n_splits = 2
         config.n_draws = 2
+    elif arg == "custom":
+        config.dataset = ""  # set --config.dataset=PATH.toml (a dataset file)
+        config.ks = (0, 5, 10, 20)
     elif arg == "quick":
         config.pairs = ("m5->mp6",)
         config.properties = ("moisture",)
@@ -73,6 +80,7 @@ def get_config(arg: str = "corn") -> ml_collections.ConfigDict:
         config.n_draws = 2
     else:
         raise ValueError(
-            f"unknown benchmark variant {arg!r}; use corn, tablet, corn_model, tablet_model or quick"
+            f"unknown benchmark variant {arg!r}; use corn, tablet, custom, corn_model, "
+            "tablet_model or quick"
         )
     return config

@@ -113,8 +113,17 @@ class PairedData:
     """Row lookup by sample id for the spectra of one instrument pair."""
 
     def __init__(self, spectra: Spectra, source: str, target: str):
-        self.source = spectra.on_instrument(source)
-        self.target = spectra.on_instrument(target)
+        self._index(spectra.on_instrument(source), spectra.on_instrument(target))
+
+    @classmethod
+    def from_parts(cls, source: Spectra, target: Spectra) -> PairedData:
+        """From the two instruments' spectra, each on its own axis."""
+        data = cls.__new__(cls)
+        data._index(source, target)
+        return data
+
+    def _index(self, source: Spectra, target: Spectra) -> None:
+        self.source, self.target = source, target
         self._rows = {
             name: {s: i for i, s in enumerate(part.sample_id.tolist())}
             for name, part in (("source", self.source), ("target", self.target))
@@ -133,7 +142,7 @@ class PairedData:
 
     def labels(self, prop: str, ids) -> np.ndarray:
         # Reference values belong to the sample; they are read from the master side.
-        return self.source.label(prop)[self.rows("source", ids)]
+        return self.source.label(prop, self.rows("source", ids))
 
 
 def check_no_leak(split: Split, fitted_ids, origin: str) -> None:

@@ -49,8 +49,10 @@ def aggregate(records) -> dict:
     return table
 
 
-def write_report(records, workdir: pathlib.Path, title: str, predictions=()) -> None:
-    """Writes summary.md and the plots into workdir."""
+def write_report(
+    records, workdir: pathlib.Path, title: str, predictions=(), notes: str = ""
+) -> None:
+    """Writes summary.md and the plots into workdir (`notes`: a paragraph under the title)."""
     workdir = pathlib.Path(workdir)
     table = aggregate(records)
     combos = sorted({key[:3] for key in table})
@@ -64,6 +66,8 @@ def write_report(records, workdir: pathlib.Path, title: str, predictions=()) -> 
         "correction) are yardsticks, not transfer methods.",
         "",
     ]
+    if notes:
+        lines += [notes, ""]
     lines += _overview_lines(table, ks)
     for source, target, prop in combos:
         rows = sorted({key[3] for key in table if key[:3] == (source, target, prop)})
@@ -174,7 +178,9 @@ def _plot_against_k(records, metric: str, out: pathlib.Path) -> None:
         for ax, (source, target) in zip(axes.flat, pairs, strict=False):
             pair = [r for r in rs if (r["source"], r["target"]) == (source, target)]
             for (method,), group in sorted(_groups(pair, ("method",)).items()):
-                group = [r for r in group if r["selection"] in ("random", "none", "all")]
+                # Random draws where there are any (Kennard–Stone alone when n_draws = 0).
+                drawn = [r for r in group if r["selection"] in ("random", "none", "all")]
+                group = drawn or group
                 ks = sorted({r["k"] for r in group})
                 means = [np.mean([r[metric] for r in group if r["k"] == k]) for k in ks]
                 style = {"color": colours[method], "label": method, "lw": 1.2}
@@ -222,7 +228,7 @@ def _plot_scatter(records, predictions, out: pathlib.Path) -> None:
                 prop,
                 SCATTER_K,
             ):
-                if r["selection"] == "random" and r["family"] != "reference":
+                if r["family"] != "reference":
                     scores[r["method"]].append(r["r2"])
         if not scores:
             continue
@@ -232,7 +238,6 @@ def _plot_scatter(records, predictions, out: pathlib.Path) -> None:
             for p in predictions
             if (p["source"], p["target"], p["property"], p["method"])
             == (source, target, prop, best)
-            and p["selection"] == "random"
         ]
         y_true = np.concatenate([p["y_true"] for p in points])
         y_pred = np.concatenate([p["y_pred"] for p in points])

@@ -37,19 +37,17 @@ from caltransfer_jax.benchmark.protocol import (
     make_splits,
     make_transfer_sets,
 )
-from caltransfer_jax.data import bundled
+from caltransfer_jax.data import dataset_file
+from caltransfer_jax.data.dataset import Dataset
 from caltransfer_jax.methods import registry as methods
 from caltransfer_jax.methods.classical.pls import PLSRegressionCV
 from caltransfer_jax.methods.classical.preprocessing import make_preprocessing
 
-DATASETS = {"corn": bundled.load_corn, "tablets": bundled.load_tablets}
-
 
 @functools.cache
-def load_dataset(name: str) -> bundled.Dataset:
-    if name not in DATASETS:
-        raise KeyError(f"unknown dataset {name!r}; known: {sorted(DATASETS)}")
-    return DATASETS[name]()
+def load_dataset(spec: str) -> Dataset:
+    """A bundled data set by name or a dataset file, once per process."""
+    return dataset_file.load(spec)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,6 +72,10 @@ def _run_job(job: Job, settings: dict) -> tuple[list[dict], list[dict]]:
     dataset = load_dataset(job.dataset)
     split = job.split
     data = PairedData(dataset.spectra, job.source, job.target)
+    # The model reads each instrument on its own axis where the instruments' axes differ.
+    native = None
+    if dataset.native is not None:
+        native = PairedData.from_parts(dataset.own(job.source), dataset.own(job.target))
     pool, test = list(split.pool), list(split.test)
     check_no_leak(split, pool, f"{job.dataset} split {split.index} pool")
     # Preprocessing learns only from the master pool spectra.
@@ -107,7 +109,7 @@ def _run_job(job: Job, settings: dict) -> tuple[list[dict], list[dict]]:
         half_width = conformal_quantile(np.asarray(residuals_std) * sd, alpha)
         records.append(
             {
-                "dataset": job.dataset,
+                "dataset": dataset.name,
                 "source": job.source,
                 "target": job.target,
                 "property": job.prop,
@@ -163,14 +165,24 @@ def _run_job(job: Job, settings: dict) -> tuple[list[dict], list[dict]]:
         "modality": dataset.spectra.modality,
         "seed": split.index,
     }
+    if native is not None:
+        context |= {
+            "wavenumber": native.source.wavenumber,
+            "target_wavenumber": native.target.wavenumber,
+        }
 
     def fit_and_record(spec, arrays, k, selection, draw):
         method = spec.build(master, pls, context)
         if not method.requires <= set(arrays):
             return  # e.g. no transfer standards in this data set
+        X_master, X_test = master_pool, target_test
+        if spec.family == "model" and native is not None:
+            # Own axes, unpreprocessed (the model standardises each spectrum itself).
+            arrays = _native_arrays(native, arrays, pool, ids_of(k, selection, draw))
+            X_master, X_test = native.values("source", pool), native.values("target", test)
         start = time.perf_counter()
-        method.fit(master_pool, y_pool_std, **arrays)
-        predicted = method.predict(target_test)
+        method.fit(X_master, y_pool_std, **arrays)
+        predicted = method.predict(X_test)
         seconds = time.perf_counter() - start
         # Conformal scores: the method's own residuals on target transfer samples where it
         # provides them (the few-shot model rows), else held-out residuals of its own
@@ -180,6 +192,11 @@ def _run_job(job: Job, settings: dict) -> tuple[list[dict], list[dict]]:
             own = getattr(getattr(method, "model_", None), "cv_residuals_", None)
         residuals = master.cv_residuals_ if own is None else own
         record(spec.name, spec.family, k, selection, draw, predicted, residuals, seconds)
+
+    transfer_ids = {(s.k, s.selection, s.draw): list(s.ids) for s in job.sets}
+
+    def ids_of(k, selection, draw):
+        return transfer_ids.get((k, selection, draw), [])
 
     specs = methods.get(settings["methods"])
     for spec in specs:
@@ -200,28 +217,71 @@ def _run_job(job: Job, settings: dict) -> tuple[list[dict], list[dict]]:
     return records, predictions
 
 
+def _native_arrays(native: PairedData, arrays: dict, pool: list, ids: list) -> dict:
+    """The transfer arrays a model method sees, on each instrument's own axis."""
+    out = {"X_target_unlabelled": native.values("target", pool)}
+    if "y_transfer" in arrays:
+        out |= {
+            "X_master_transfer": native.values("source", ids),
+            "X_target_transfer": native.values("target", ids),
+            "y_transfer": arrays["y_transfer"],
+        }
+    return out
+
+
+def parse_pairs(pairs, instruments) -> list[tuple[str, str]]:
+    """'source->target' strings as pairs of known instruments (empty: every ordered pair)."""
+    if not pairs:
+        return list(itertools.permutations(instruments, 2))
+    out = []
+    for text in pairs:
+        parts = str(text).split("->")
+        if len(parts) != 2 or not all(parts):
+            raise ValueError(f"pair {text!r} is not of the form 'source->target', e.g. 'm5->mp6'")
+        unknown = [name for name in parts if name not in instruments]
+        if unknown:
+            raise ValueError(f"pair {text!r}: unknown instrument(s) {unknown}; {list(instruments)}")
+        out.append((parts[0], parts[1]))
+    return out
+
+
 def plan(config) -> tuple[list[Split], list[TransferSet], list[Job]]:
     """All splits, transfer sets and jobs of a benchmark configuration."""
     dataset = load_dataset(config.dataset)
-    instruments = dataset.instruments
-    pairs = [tuple(p.split("->")) for p in config.pairs] or [
-        (a, b) for a, b in itertools.permutations(instruments, 2)
-    ]
+    pairs = parse_pairs(config.pairs, dataset.instruments)
     properties = list(config.properties) or list(dataset.properties)
+    unknown = [name for name in properties if name not in dataset.properties]
+    if unknown:
+        raise ValueError(f"unknown properties {unknown}; {dataset.name} has {dataset.properties}")
+    # Samples without a reference value of a requested property are left out of every split.
+    ids = dataset.labelled(properties)
+    dropped = np.unique(dataset.spectra.sample_id).size - ids.size
+    if dropped:
+        logging.warning("%d sample(s) lack a value of %s and are not used", dropped, properties)
+    if dataset.overlap:
+        logging.info("%s: %s", dataset.name, dataset.overlap)
     splits = make_splits(
-        dataset.spectra.sample_id,
+        ids,
         config.n_splits,
         config.test_fraction,
         config.seed,
         dataset.original_split if config.use_original_split else None,
     )
+    pool_size = min(len(s.pool) for s in splits)
+    ks = [k for k in config.ks if k <= pool_size]
+    if len(ks) < len(config.ks):
+        logging.warning(
+            "k = %s skipped: more than the pool of %d samples",
+            [k for k in config.ks if k > pool_size],
+            pool_size,
+        )
     all_sets, jobs = [], []
     for split in splits:
         # Kennard–Stone works on the master spectra, so the sets depend on the source instrument.
         for source in sorted({a for a, _ in pairs}):
             master_pool = PairedData(dataset.spectra, source, source).values("source", split.pool)
             sets = make_transfer_sets(
-                split, master_pool, config.ks, config.n_draws, config.kennard_stone, config.seed
+                split, master_pool, ks, config.n_draws, config.kennard_stone, config.seed
             )
             all_sets.extend((source, s) for s in sets)
             for (a, b), prop in itertools.product(pairs, properties):
@@ -233,8 +293,11 @@ def plan(config) -> tuple[list[Split], list[TransferSet], list[Job]]:
 def run(config, workdir: str) -> list[dict]:
     """Runs the benchmark described by `config`, writing every output into `workdir`."""
     workdir = pathlib.Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
+    if not config.dataset:
+        raise ValueError("--config.dataset must name a data set (corn, tablets) or a dataset file")
+    dataset = load_dataset(config.dataset)
     splits, sets, jobs = plan(config)
+    workdir.mkdir(parents=True, exist_ok=True)
     settings = {
         "preprocessing": config.preprocessing,
         "pls": dict(config.pls),
@@ -277,7 +340,12 @@ def run(config, workdir: str) -> list[dict]:
     _write(workdir / "results.jsonl", "".join(json.dumps(r) + "\n" for r in records))
     _write(workdir / "predictions_k10.jsonl", "".join(json.dumps(p) + "\n" for p in predictions))
     report.write_report(
-        records, workdir, title=f"Transfer benchmark: {config.dataset}", predictions=predictions
+        records,
+        workdir,
+        title=f"Transfer benchmark: {dataset.name}",
+        predictions=predictions,
+        notes=dataset.overlap
+        and f"Axes: {dataset.overlap}; model rows read each instrument on its own axis.",
     )
     logging.info(
         "wrote %d records to %s in %.0f s", len(records), workdir, time.perf_counter() - start

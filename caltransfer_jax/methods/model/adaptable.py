@@ -7,9 +7,10 @@ that take the adapters as an argument, so one compilation serves every transfer 
 
 Features — what a calibration head reads:
 - 'zchem': the chemistry code z_chem (c,);
-- 'canonical': the FNO transfer head's output on the valid grid points, returned to the
-  spectrum's own units (× its scale + its offset), i.e. the spectrum mapped to the canonical
-  (master) instrument — a learned spectral standardiser read by PLS.
+- 'canonical': the FNO transfer head's output at the grid points both instruments cover
+  (`ModelGrid.feature_index`), returned to the spectrum's own units (× its scale + its offset),
+  i.e. the spectrum mapped to the canonical (master) instrument — a learned spectral
+  standardiser read by PLS.
 
 Losses use features divided by `scale` (the base features' pooled std on the master pool), so
 their weights mean the same for both kinds.
@@ -23,6 +24,7 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
+from caltransfer_jax.methods.model.grid import FEATURE_INDEX
 from caltransfer_jax.methods.model.lora import add_lora, count_params
 from caltransfer_jax.models.export import load_export
 from caltransfer_jax.objectives.alignment import sinkhorn_divergence
@@ -40,7 +42,6 @@ class AdaptableModel:
         export_dir: params-only export of a pretraining run.
         lora: `rank`, `alpha`, `targets` (regex on layer paths), `seed`.
         features: one of `FEATURES`.
-        num_valid: grid points the data cover (`ModelGrid.num_valid`), for 'canonical'.
     """
 
     def __init__(
@@ -48,7 +49,6 @@ class AdaptableModel:
         export_dir: str,
         lora: ml_collections.ConfigDict,
         features: str,
-        num_valid: int,
     ):
         if features not in FEATURES:
             raise ValueError(f"features must be one of {FEATURES}, got {features!r}")
@@ -60,7 +60,6 @@ class AdaptableModel:
         self.initial = nnx.to_pure_dict(adapters)
         self._template = adapters
         self.features = features
-        self.num_valid = num_valid
         self.lora = lora
         obj = self.config.objectives
         self.mask_ratio, self.mask_block = float(obj.mask.ratio), int(obj.mask.block)
@@ -96,7 +95,7 @@ class AdaptableModel:
         out = self._forward(adapters, rest, batch, heads=("transfer",))
         # Back to the spectrum's own units: the model sees standardised spectra, but level and
         # scale carry chemistry (corn moisture: PLS R² 0.9998 on raw spectra, 0.80 after SNV).
-        canonical = out["transfer"][:, : self.num_valid]
+        canonical = jnp.take_along_axis(out["transfer"], batch[FEATURE_INDEX], axis=1)
         return canonical * batch["scale"][:, None] + batch["offset"][:, None]
 
     def features_of(self, adapters: dict, batch: dict[str, np.ndarray], chunk: int = 64):

@@ -41,18 +41,25 @@ from caltransfer_jax.methods.model.ttt import run_ttt
 
 
 @functools.cache
-def _adaptable(settings_json: str, num_valid: int) -> AdaptableModel:
+def _adaptable(settings_json: str) -> AdaptableModel:
     settings = ml_collections.ConfigDict(json.loads(settings_json))
-    return AdaptableModel(settings.init, settings.lora, settings.features, num_valid)
+    return AdaptableModel(settings.init, settings.lora, settings.features)
 
 
 def adaptable_model(
-    settings: ml_collections.ConfigDict, wavenumber: np.ndarray, modality: str
-) -> tuple[AdaptableModel, ModelGrid]:
-    """The cached adaptable model for `settings` (configs/adapt.py `model_config`) and its grid."""
-    # The grid needs only the export's data config, read before the model is built.
-    grid = ModelGrid(_export_config(settings.init), wavenumber, modality)
-    return _adaptable(settings.to_json(sort_keys=True), grid.num_valid), grid
+    settings: ml_collections.ConfigDict,
+    wavenumber: np.ndarray,
+    modality: str,
+    target_wavenumber: np.ndarray | None = None,
+) -> tuple[AdaptableModel, ModelGrid, ModelGrid]:
+    """The cached adaptable model for `settings` (configs/adapt.py `model_config`) and the grids
+    of the master and the target instrument (the same where they share an axis)."""
+    # The grids need only the export's data config, read before the model is built.
+    config = _export_config(settings.init)
+    target_wavenumber = wavenumber if target_wavenumber is None else target_wavenumber
+    master = ModelGrid(config, wavenumber, modality, other=target_wavenumber)
+    target = ModelGrid(config, target_wavenumber, modality, other=wavenumber)
+    return _adaptable(settings.to_json(sort_keys=True)), master, target
 
 
 @functools.cache
@@ -68,23 +75,35 @@ class ModelMethod(TransferMethod):
 
     Args:
         settings: the adaptation settings (configs/adapt.py `model_config()`), as a dict.
-        wavenumber: (p,) axis of the spectra the method will see, in cm⁻¹.
+        wavenumber: (p,) axis of the master spectra the method will see, in cm⁻¹.
         modality: 'NIR', 'IR' or 'Raman'.
         seed: seeds the adaptation's draws (held-out part, batches, masks).
+        target_wavenumber: (q,) axis of the target spectra where it differs (another range or
+            step); None: the master's.
     """
 
-    def __init__(self, settings: dict, wavenumber: np.ndarray, modality: str, seed: int = 0):
+    def __init__(
+        self,
+        settings: dict,
+        wavenumber: np.ndarray,
+        modality: str,
+        seed: int = 0,
+        target_wavenumber: np.ndarray | None = None,
+    ):
         self.settings = settings
         self.wavenumber = wavenumber
         self.modality = modality
         self.seed = seed
+        self.target_wavenumber = target_wavenumber
 
     def fit(self, X, y, **transfer):
         X, y, arrays = self._check(X, y, transfer)
         settings = ml_collections.ConfigDict(self.settings)
-        self.adaptable_, self.grid_ = adaptable_model(settings, self.wavenumber, self.modality)
+        self.adaptable_, self.master_grid_, self.grid_ = adaptable_model(
+            settings, self.wavenumber, self.modality, self.target_wavenumber
+        )
         model = self.adaptable_
-        master = self.grid_(X)
+        master = self.master_grid_(X)
         features = model.features_of(model.initial, master)
         self.model_ = PLSRegressionCV(seed=self.seed, **settings.head).fit(features, y)
         self.adapters_, self.log_ = self._adapt(model, master, features, arrays, settings)
@@ -103,7 +122,7 @@ class ModelMethod(TransferMethod):
         return 0.0
 
     def features(self, X) -> np.ndarray:
-        """Adapted features of (n, p) target spectra, shifted, as the head reads them."""
+        """Adapted features of (n, q) target spectra, shifted, as the head reads them."""
         features = self.adaptable_.features_of(self.adapters_, self.grid_(np.asarray(X)))
         return features + self.shift_
 
@@ -144,7 +163,7 @@ class ModelLoRA(ModelMethod):
             model,
             master,
             features,
-            self.grid_(arrays["X_master_transfer"]),
+            self.master_grid_(arrays["X_master_transfer"]),
             self.grid_(arrays["X_target_transfer"]),
             arrays["y_transfer"],
             head,
@@ -154,7 +173,7 @@ class ModelLoRA(ModelMethod):
 
     def _shift(self, master_features, arrays):
         model = self.adaptable_
-        master = model.features_of(model.initial, self.grid_(arrays["X_master_transfer"]))
+        master = model.features_of(model.initial, self.master_grid_(arrays["X_master_transfer"]))
         target = model.features_of(self.adapters_, self.grid_(arrays["X_target_transfer"]))
         differences = master - target
         k = len(differences)

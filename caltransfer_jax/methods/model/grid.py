@@ -4,8 +4,12 @@ The model was pretrained on a fixed master grid per modality (`config.data.maste
 `num_points` points uniform in the modality's native unit). Real spectra are interpolated onto
 the points of that grid inside their own measured range (no extrapolation), padded to
 `num_points` with the validity mask, and standardised per spectrum as in pretraining
-(`models.inputs.to_grid`). Every spectrum of one data set shares its axis, so the valid points are the
-same for all of them.
+(`models.inputs.to_grid`). Every spectrum of one instrument shares its axis, so the valid points
+are the same for all of them.
+
+The master and the target instrument may cover different ranges: each is put on the grid points
+inside its own range, and the features a calibration head reads are taken at the grid points
+both cover (`feature_index`, the same points for both, so features line up column by column).
 """
 
 from __future__ import annotations
@@ -15,6 +19,9 @@ import numpy as np
 
 from caltransfer_jax.data.spectra import MODALITIES, from_wavenumber, to_wavenumber
 from caltransfer_jax.models.inputs import to_grid
+
+# Batch key of the grid points the features are read at (see `ModelGrid.feature_index`).
+FEATURE_INDEX = "feature_index"
 
 
 class ModelGrid:
@@ -27,7 +34,13 @@ class ModelGrid:
         modality: 'NIR', 'IR' or 'Raman'.
     """
 
-    def __init__(self, config: ml_collections.ConfigDict, wavenumber: np.ndarray, modality: str):
+    def __init__(
+        self,
+        config: ml_collections.ConfigDict,
+        wavenumber: np.ndarray,
+        modality: str,
+        other: np.ndarray | None = None,
+    ):
         unit, start, stop = config.data.master_grid[modality]
         num_points = int(config.data.num_points)
         grid = np.linspace(float(start), float(stop), num_points)
@@ -40,6 +53,18 @@ class ModelGrid:
                 f"spectra cover {self._axis[0]:.1f}-{self._axis[-1]:.1f} {unit}, outside the "
                 f"model's {modality} grid {start}-{stop} {unit}"
             )
+        shared = inside
+        if other is not None:
+            other_axis = from_wavenumber(np.asarray(other, dtype=np.float64), unit)
+            shared = inside & (grid >= other_axis.min()) & (grid <= other_axis.max())
+            if shared.sum() < 2:
+                raise ValueError(
+                    f"the two instruments share fewer than 2 points of the model's {modality} "
+                    f"grid ({self._axis[0]:.1f}-{self._axis[-1]:.1f} and "
+                    f"{other_axis.min():.1f}-{other_axis.max():.1f} {unit})"
+                )
+        # Positions of the shared points among this instrument's valid points.
+        self.feature_index = np.flatnonzero(shared[inside]).astype(np.int32)
         self._grid = grid[inside]
         self._wavenumber = to_wavenumber(self._grid, unit)
         self.num_points = num_points
@@ -51,14 +76,20 @@ class ModelGrid:
         """Number of grid points the spectra cover."""
         return int(self._grid.size)
 
+    @property
+    def num_features(self) -> int:
+        """Number of grid points the features are read at (both instruments cover them)."""
+        return int(self.feature_index.size)
+
     def __call__(self, values: np.ndarray) -> dict[str, np.ndarray]:
         """Model inputs for (n, p) spectra.
 
         Returns:
             values (n, L) float32, wavenumber (n, L) float32, valid (n, L) bool, modality (n,)
-            int32 — L = `num_points`, the valid points first (ascending wavenumber) — and the
+            int32 — L = `num_points`, the valid points first (ascending wavenumber) — the
             per-spectrum standardisation, offset (n,) and scale (n,): raw = values · scale +
-            offset on the valid points.
+            offset on the valid points, and feature_index (n, F) int32: where the features are
+            read among the valid points.
         """
         values = np.asarray(values, dtype=np.float64)[:, self._order]
         rows = [
@@ -77,4 +108,5 @@ class ModelGrid:
             "modality": np.full(len(rows), self.modality, np.int32),
             "offset": np.array([r["offset"] for r in rows], np.float32),
             "scale": np.array([r["scale"] for r in rows], np.float32),
+            FEATURE_INDEX: np.repeat(self.feature_index[None], len(rows), axis=0),
         }
