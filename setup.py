@@ -34,6 +34,7 @@ setup(
         "jaxtyping>=0.2.36",
         "importlib_resources>=6",
         "jcamp>=1.3",
+        "skops>=0.16",
     ],
     extras_require={"dev": ["pytest>=8", "pytest-xdist>=3.5", "ruff==0.17.6"]},
 )

@@ -24,8 +24,9 @@ import ml_collections
 from caltransfer_jax.methods import registry
 from configs import adapt
 
-# Every method of the registry without the model rows (they need a pretrained export).
-ALL_METHODS = registry.names(families=("reference", "classical"))
+# The registry's default methods without the model rows (they need a pretrained export);
+# costly ones (dwpds) run when named: --config.methods="('dwpds',)".
+ALL_METHODS = registry.names(families=("reference", "classical"), default_only=True)
 MODEL_METHODS = registry.names(families=("model",))
 
 

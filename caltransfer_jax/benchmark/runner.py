@@ -40,6 +40,7 @@ from caltransfer_jax.benchmark.protocol import (
 from caltransfer_jax.data import dataset_file
 from caltransfer_jax.data.dataset import Dataset
 from caltransfer_jax.methods import registry as methods
+from caltransfer_jax.methods.base import conformity_scores
 from caltransfer_jax.methods.classical.pls import PLSRegressionCV
 from caltransfer_jax.methods.classical.preprocessing import make_preprocessing
 
@@ -184,13 +185,7 @@ def _run_job(job: Job, settings: dict) -> tuple[list[dict], list[dict]]:
         method.fit(X_master, y_pool_std, **arrays)
         predicted = method.predict(X_test)
         seconds = time.perf_counter() - start
-        # Conformal scores: the method's own residuals on target transfer samples where it
-        # provides them (the few-shot model rows), else held-out residuals of its own
-        # calibration if it has one (target or augmented PLS), else of the master calibration.
-        own = getattr(method, "conformity_scores_", None)
-        if own is None:
-            own = getattr(getattr(method, "model_", None), "cv_residuals_", None)
-        residuals = master.cv_residuals_ if own is None else own
+        residuals, _ = conformity_scores(method, master)
         record(spec.name, spec.family, k, selection, draw, predicted, residuals, seconds)
 
     transfer_ids = {(s.k, s.selection, s.draw): list(s.ids) for s in job.sets}

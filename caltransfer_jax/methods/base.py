@@ -40,7 +40,11 @@ class TransferMethod(RegressorMixin, BaseEstimator):
 
     requires: ClassVar[frozenset[str]] = frozenset()
 
-    def _check(self, X, y, transfer: dict) -> tuple[np.ndarray, np.ndarray, dict]:
+    def _check(
+        self, X, y, transfer: dict, target_columns: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray, dict]:
+        """Checked float arrays; `target_columns`: width of the target arrays where the target
+        instrument has its own axis (default: that of X)."""
         unknown = set(transfer) - set(TRANSFER_KEYS)
         if unknown:
             raise TypeError(f"{type(self).__name__}.fit got unknown arguments {sorted(unknown)}")
@@ -53,8 +57,9 @@ class TransferMethod(RegressorMixin, BaseEstimator):
             if value is None:
                 continue
             value = np.asarray(value, dtype=np.float64)
-            if key != "y_transfer" and (value.ndim != 2 or value.shape[1] != X.shape[1]):
-                raise ValueError(f"{key} must have {X.shape[1]} columns; got shape {value.shape}")
+            width = target_columns if key.startswith("X_target") and target_columns else X.shape[1]
+            if key != "y_transfer" and (value.ndim != 2 or value.shape[1] != width):
+                raise ValueError(f"{key} must have {width} columns; got shape {value.shape}")
             if len(value) == 0:
                 continue
             arrays[key] = value
@@ -62,7 +67,7 @@ class TransferMethod(RegressorMixin, BaseEstimator):
         if missing:
             raise ValueError(f"{type(self).__name__} needs {sorted(missing)}")
         if "X_target_transfer" in arrays and "X_master_transfer" in arrays:
-            if arrays["X_target_transfer"].shape != arrays["X_master_transfer"].shape:
+            if len(arrays["X_target_transfer"]) != len(arrays["X_master_transfer"]):
                 raise ValueError(
                     "X_master_transfer and X_target_transfer must be paired row by row"
                 )
@@ -85,3 +90,23 @@ class MasterModelMethod(TransferMethod):
         if self.master is not None and hasattr(self.master, "coef_"):
             return self.master
         return clone(self.master or PLSRegressionCV()).fit(X, y)
+
+
+def conformity_scores(method: TransferMethod, master) -> tuple[np.ndarray, str]:
+    """Residuals for a method's split-conformal interval (in its label units), and their basis.
+
+    The method's own residuals on target transfer samples where it provides them (the few-shot
+    model rows), else held-out residuals of its own calibration where it has one (target or
+    augmented PLS, the model's head), else those of the master calibration — which say nothing
+    of the target instrument, so such intervals are not calibrated for the transfer.
+    """
+    own = getattr(method, "conformity_scores_", None)
+    if own is not None:
+        return np.asarray(own), "residuals on the target transfer samples"
+    own = getattr(getattr(method, "model_", None), "cv_residuals_", None)
+    if own is not None:
+        return np.asarray(own), "cross-validation residuals of the method's own calibration"
+    return (
+        np.asarray(master.cv_residuals_),
+        "cross-validation residuals of the master calibration (not calibrated on the target)",
+    )

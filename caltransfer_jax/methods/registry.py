@@ -15,6 +15,8 @@ from caltransfer_jax.methods.base import TransferMethod
 from caltransfer_jax.methods.classical import (
     corrections,
     dipls,
+    dwpds,
+    emsc,
     gct,
     pfce,
     recalibration,
@@ -39,6 +41,8 @@ class MethodSpec:
     build: Callable[[PLSRegressionCV, PLSRegressionCV, dict], TransferMethod]
     zero_shot: bool
     description: str
+    # In the benchmark's default method list (False: run only when named, e.g. for its cost).
+    default: bool = True
 
 
 _SPECS = [
@@ -71,6 +75,13 @@ _SPECS = [
         "domain-invariant PLS with unlabelled target spectra",
     ),
     MethodSpec(
+        "emsc_dipls",
+        "classical",
+        lambda master, pls, context: emsc.EMSCDIPLS(master),
+        True,
+        "EMSC (master mean reference, target−master mean interferent) then unsupervised di-PLS",
+    ),
+    MethodSpec(
         "sbc",
         "classical",
         lambda master, pls, context: corrections.SlopeBiasCorrection(master),
@@ -90,6 +101,14 @@ _SPECS = [
         lambda master, pls, context: standardisation.PiecewiseDirectStandardisation(master),
         False,
         "piecewise direct standardisation, window and ridge by leave-one-out",
+    ),
+    MethodSpec(
+        "dwpds",
+        "classical",
+        lambda master, pls, context: dwpds.DoubleWindowPDS(master),
+        False,
+        "double-window PDS, both windows and ridge by leave-one-out",
+        default=False,
     ),
     MethodSpec(
         "dipls_semisupervised",
@@ -170,9 +189,14 @@ FULL_RECALIBRATION = "full_recalibration"
 MASTER_ON_MASTER = "master_on_master"
 
 
-def names(families=("reference", "classical", "model")) -> tuple[str, ...]:
-    """Names of the registered methods of the given families, in registry order."""
-    return tuple(spec.name for spec in _SPECS if spec.family in families)
+def names(families=("reference", "classical", "model"), default_only=False) -> tuple[str, ...]:
+    """Names of the registered methods of the given families, in registry order (only those in
+    the benchmark's default list when `default_only`)."""
+    return tuple(
+        spec.name
+        for spec in _SPECS
+        if spec.family in families and (spec.default or not default_only)
+    )
 
 
 def get(wanted) -> list[MethodSpec]:

@@ -97,7 +97,8 @@ class ModelMethod(TransferMethod):
         self.target_wavenumber = target_wavenumber
 
     def fit(self, X, y, **transfer):
-        X, y, arrays = self._check(X, y, transfer)
+        target = None if self.target_wavenumber is None else len(self.target_wavenumber)
+        X, y, arrays = self._check(X, y, transfer, target_columns=target)
         settings = ml_collections.ConfigDict(self.settings)
         self.adaptable_, self.master_grid_, self.grid_ = adaptable_model(
             settings, self.wavenumber, self.modality, self.target_wavenumber
@@ -108,6 +109,18 @@ class ModelMethod(TransferMethod):
         self.model_ = PLSRegressionCV(seed=self.seed, **settings.head).fit(features, y)
         self.adapters_, self.log_ = self._adapt(model, master, features, arrays, settings)
         self.shift_ = self._shift(features, arrays)
+        return self
+
+    def restore(self, head: PLSRegressionCV, adapters: dict, shift) -> ModelMethod:
+        """This method as fitted before: its head, adapter weights and feature shift (from a
+        saved transfer), without adapting again."""
+        self.adaptable_, self.master_grid_, self.grid_ = adaptable_model(
+            ml_collections.ConfigDict(self.settings),
+            self.wavenumber,
+            self.modality,
+            self.target_wavenumber,
+        )
+        self.model_, self.adapters_, self.shift_, self.log_ = head, adapters, shift, []
         return self
 
     def _adapt(self, model, master, features, arrays, settings) -> tuple[dict, list[dict]]:

@@ -131,3 +131,15 @@ def load_adapters(directory: str | pathlib.Path, model: nnx.Module) -> dict:
     nnx.replace_by_pure_dict(state, restored)
     nnx.update(model, state)
     return metadata
+
+
+def read_adapters(directory: str | pathlib.Path, template: dict) -> dict:
+    """The adapter weights of a `save_adapters` checkpoint as a pure dict shaped like `template`
+    (e.g. `AdaptableModel.initial`)."""
+    directory = pathlib.Path(directory).resolve()
+    abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), template)
+    try:
+        with ocp.StandardCheckpointer() as checkpointer:
+            return checkpointer.restore(directory / "adapters", abstract)
+    except (ValueError, FileNotFoundError) as e:
+        raise ValueError(f"{directory}: adapters do not fit this model's LoRA layers ({e})") from e
