@@ -296,6 +296,7 @@ def _reader(context: _Context, table: _Table, fmt: str, unit: str, instrument: s
             sample_id_column=id_column,
             value_unit=context.value_unit,
             csv_format=csv_format,
+            unique_ids=False,  # replicates are refused or averaged by `_replicates`
         )
     if fmt == "mat":
         variable = table.get("variable", required=True)

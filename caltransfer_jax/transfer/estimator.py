@@ -26,6 +26,7 @@ import shutil
 import numpy as np
 import skops.io
 from sklearn.base import BaseEstimator, RegressorMixin, clone
+from threadpoolctl import threadpool_limits
 
 from caltransfer_jax import __version__
 from caltransfer_jax.benchmark.metrics import conformal_quantile
@@ -125,7 +126,8 @@ class CalibrationTransfer(RegressorMixin, BaseEstimator):
             arrays["y_transfer"] = (arrays["y_transfer"] - self.y_mean_) / self.y_scale_
         arrays = {k: self._prepared(k, v) for k, v in arrays.items()}
         template = PLSRegressionCV(seed=self.seed, **(self.pls or PLS_DEFAULTS))
-        master = clone(template).fit(self._prepared("X", X), standardised)
+        with threadpool_limits(1):
+            master = clone(template).fit(self._prepared("X", X), standardised)
         context = {
             "settings": self.model,
             "wavenumber": wavenumber,
@@ -138,7 +140,8 @@ class CalibrationTransfer(RegressorMixin, BaseEstimator):
         missing = self.method_.requires - set(arrays)
         if missing:
             raise ValueError(f"{self.method} needs {sorted(missing)}")
-        self.method_.fit(self._prepared("X", X), standardised, **arrays)
+        with threadpool_limits(1):  # reproducible to the last bit (see `predict_interval`)
+            self.method_.fit(self._prepared("X", X), standardised, **arrays)
         scores, self.interval_basis_ = conformity_scores(self.method_, master)
         self.half_width_ = conformal_quantile(scores * self.y_scale_, self.alpha)
         self.wavenumber_, self.target_wavenumber_, self.modality_ = wavenumber, target, modality
@@ -163,7 +166,11 @@ class CalibrationTransfer(RegressorMixin, BaseEstimator):
                 f"spectra must be (m, {self.target_wavenumber_.size}) on the transfer's target "
                 f"axis; got shape {X.shape}"
             )
-        predicted = self.method_.predict(self._prepared("X", X)) * self.y_scale_ + self.y_mean_
+        # One BLAS thread: a multi-threaded product may sum in another order from run to run,
+        # and a saved transfer must predict the same values to the last bit.
+        with threadpool_limits(1):
+            predicted = self.method_.predict(self._prepared("X", X))
+        predicted = predicted * self.y_scale_ + self.y_mean_
         return predicted, predicted - self.half_width_, predicted + self.half_width_
 
     # ------------------------------------------------------------------------------------------

@@ -180,7 +180,7 @@ class UnsupervisedDIPLS(MasterModelMethod):
             X_labelled, y_labelled, Xs, target - target_mean, self.gamma, n_components
         )
         self.n_components_ = len(self.gamma_)
-        self.coef_ = coefs[-1]
+        self.coef_ = np.ascontiguousarray(coefs[-1])  # a saved copy predicts the same bits
         # Target spectra are centred on the target mean, whose property mean is the master's.
         self.intercept_ = float(y_mean - self.coef_ @ target_mean)
         return self

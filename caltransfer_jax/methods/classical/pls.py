@@ -183,7 +183,7 @@ class PLSRegressionCV(RegressorMixin, BaseEstimator):
             self.cv_residuals_ = y - pred[:, chosen - 1]
         coefs, intercepts = pls1_path(X, y, chosen)
         self.n_components_ = coefs.shape[0]
-        self.coef_ = coefs[-1]
+        self.coef_ = np.ascontiguousarray(coefs[-1])  # a saved copy predicts the same bits
         self.intercept_ = float(intercepts[-1])
         return self
 
