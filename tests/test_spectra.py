@@ -53,7 +53,9 @@ def test_unknown_unit_and_modality():
 
 def test_missing_label_names_the_row_and_sample():
     s = _nir(labels=np.array([[1.0], [np.nan]]), label_names=("moisture",), sample_id=["a", "b"])
-    with pytest.raises(SpectraError, match="missing for 1 of the requested spectra .*row 1, sample 'b'"):
+    with pytest.raises(
+        SpectraError, match="missing for 1 of the requested spectra .*row 1, sample 'b'"
+    ):
         s.label("moisture")
     with pytest.raises(SpectraError, match="no label 'oil'"):
         s.label("oil")
