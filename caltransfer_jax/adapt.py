@@ -30,17 +30,41 @@ from caltransfer_jax.benchmark.metrics import (
 from caltransfer_jax.benchmark.protocol import PairedData, check_no_leak, make_splits
 from caltransfer_jax.data import dataset_file
 from caltransfer_jax.methods.classical.selection import kennard_stone
+from caltransfer_jax.methods.model.adaptable import FEATURES
 from caltransfer_jax.methods.model.estimators import ModelLoRA, ModelTTT
 from caltransfer_jax.methods.model.lora import save_adapters
+from caltransfer_jax.workdir import claim
+
+MODES = ("lora", "ttt")
+
+
+def validate_config(config) -> None:
+    """Refuses unknown or out-of-range settings, naming the field and what it accepts."""
+    checks = (
+        ("mode", config.mode in MODES, f"one of {list(MODES)}"),
+        ("init", bool(config.init), "a pretraining export directory"),
+        ("features", config.features in FEATURES, f"one of {list(FEATURES)}"),
+        ("split", config.split >= 0, "0 or more"),
+        ("test_fraction", 0 < config.test_fraction < 1, "between 0 and 1"),
+        ("k", config.mode != "lora" or config.k >= 2, "at least 2 for lora"),
+        ("conformal_alpha", 0 < config.conformal_alpha < 1, "between 0 and 1"),
+        ("lora.rank", config.lora.rank >= 1, "at least 1"),
+        ("ttt.steps", config.ttt.steps >= 1, "at least 1"),
+        ("few_shot.steps", config.few_shot.steps >= 1, "at least 1"),
+    )
+    for field, ok, accepted in checks:
+        if not ok:
+            value = config
+            for part in field.split("."):
+                value = value[part]
+            raise ValueError(f"{field} = {value!r}: must be {accepted}")
 
 
 def adapt(config, workdir: str | pathlib.Path) -> dict:
     """Runs one adaptation described by `config` (configs/adapt.py); returns the result."""
-    workdir = pathlib.Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
-    if not config.init:
-        raise ValueError("--config.init must name a pretraining export directory")
+    validate_config(config)
     dataset = dataset_file.load(config.dataset)
+    workdir = claim(workdir, "adapt", config.to_dict())
     splits = make_splits(
         dataset.spectra.sample_id, config.split + 1, config.test_fraction, config.seed
     )
@@ -124,8 +148,20 @@ _CONFIG = config_flags.DEFINE_config_file("config", None, "Adaptation configurat
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for adapters and results.")
 
 
+def _valid(config) -> bool:
+    try:
+        validate_config(config)
+    except ValueError as error:
+        raise flags.ValidationError(f"--config.{error}") from None
+    return True
+
+
+flags.register_validator("config", _valid)
+
+
 def main(argv):
-    del argv
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     adapt(_CONFIG.value, _WORKDIR.value)
 
 

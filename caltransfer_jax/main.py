@@ -34,6 +34,17 @@ _CPU_COLLECTIVES = flags.DEFINE_string(
 )
 
 
+def _valid(config) -> bool:
+    try:
+        train.validate(config, num_devices=1, num_processes=1)  # devices: checked again later
+    except ValueError as error:
+        raise flags.ValidationError(f"--config.{error}") from None
+    return True
+
+
+flags.register_validator("config", _valid)
+
+
 def _on_cluster() -> bool:
     """Whether this process is one of several (explicit flags, SLURM, TPU VM or env request)."""
     return bool(

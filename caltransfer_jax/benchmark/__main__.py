@@ -14,6 +14,17 @@ _CONFIG = config_flags.DEFINE_config_file("config", None, "Benchmark configurati
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for results, summary and plots.")
 
 
+def _valid(config) -> bool:
+    try:
+        runner.validate_config(config)
+    except ValueError as error:
+        raise flags.ValidationError(f"--config.{error}") from None
+    return True
+
+
+flags.register_validator("config", _valid)
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")

@@ -14,7 +14,7 @@ import dataclasses
 
 import numpy as np
 
-from caltransfer_jax.data.spectra import Spectra
+from caltransfer_jax.data.spectra import Spectra, check_unique_ids
 from caltransfer_jax.methods.classical.selection import kennard_stone, random_draw
 
 
@@ -123,6 +123,8 @@ class PairedData:
         return data
 
     def _index(self, source: Spectra, target: Spectra) -> None:
+        for part in (source, target):
+            check_unique_ids(part)  # a repeated id would pair the wrong rows
         self.source, self.target = source, target
         self._rows = {
             name: {s: i for i, s in enumerate(part.sample_id.tolist())}

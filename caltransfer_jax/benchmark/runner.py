@@ -43,6 +43,7 @@ from caltransfer_jax.methods import registry as methods
 from caltransfer_jax.methods.base import conformity_scores
 from caltransfer_jax.methods.classical.pls import PLSRegressionCV
 from caltransfer_jax.methods.classical.preprocessing import make_preprocessing
+from caltransfer_jax.workdir import claim
 
 
 @functools.cache
@@ -285,14 +286,52 @@ def plan(config) -> tuple[list[Split], list[TransferSet], list[Job]]:
     return splits, all_sets, jobs
 
 
+# Fields that may differ when a benchmark is rerun into the same workdir.
+OPERATIONAL_FIELDS = ("workers",)
+
+
+def validate_config(config) -> None:
+    """Refuses out-of-range or unknown settings, naming the field and what it accepts."""
+    if not config.dataset:
+        raise ValueError("dataset: name a data set (corn, tablets) or a dataset file (.toml)")
+    bounds = (
+        ("n_splits", config.n_splits >= 1, "at least 1"),
+        ("n_draws", config.n_draws >= 0, "0 or more"),
+        ("workers", config.workers >= 1, "at least 1"),
+        ("test_fraction", 0 < config.test_fraction < 1, "between 0 and 1"),
+        ("conformal_alpha", 0 < config.conformal_alpha < 1, "between 0 and 1"),
+        ("ks", all(int(k) == k and k >= 0 for k in config.ks) and config.ks, "k ≥ 0, at least one"),
+        ("pls.max_components", config.pls.max_components >= 1, "at least 1"),
+        ("pls.n_folds", config.pls.n_folds >= 2, "at least 2"),
+        ("pls.rule", config.pls.rule in ("min", "onesigma"), "'min' or 'onesigma'"),
+        ("methods", bool(config.methods), f"one or more of {list(methods.METHODS)}"),
+    )
+    for field, ok, accepted in bounds:
+        if not ok:
+            raise ValueError(f"{field} = {config[field.split('.')[0]]!r}: must be {accepted}")
+    if any(k > 0 for k in config.ks) and not (config.n_draws or config.kennard_stone):
+        raise ValueError(
+            "n_draws = 0 and kennard_stone = False leave no transfer samples for k > 0"
+        )
+    try:
+        specs = methods.get(config.methods)
+    except KeyError as error:
+        raise ValueError(f"methods: {error.args[0]}") from None
+    try:
+        make_preprocessing(config.preprocessing)
+    except ValueError as error:
+        raise ValueError(f"preprocessing: {error}") from None
+    if any(spec.family == "model" for spec in specs) and not config.model.init:
+        raise ValueError("model.init: model methods need a pretraining export directory")
+
+
 def run(config, workdir: str) -> list[dict]:
     """Runs the benchmark described by `config`, writing every output into `workdir`."""
-    workdir = pathlib.Path(workdir)
-    if not config.dataset:
-        raise ValueError("--config.dataset must name a data set (corn, tablets) or a dataset file")
+    validate_config(config)
     dataset = load_dataset(config.dataset)
     splits, sets, jobs = plan(config)
-    workdir.mkdir(parents=True, exist_ok=True)
+    identity = {k: v for k, v in config.to_dict().items() if k not in OPERATIONAL_FIELDS}
+    workdir = claim(workdir, "benchmark", identity)
     settings = {
         "preprocessing": config.preprocessing,
         "pls": dict(config.pls),
@@ -301,8 +340,6 @@ def run(config, workdir: str) -> list[dict]:
         "model": config.model.to_dict(),
     }
     uses_model = any(spec.family == "model" for spec in methods.get(config.methods))
-    if uses_model and not config.model.init:
-        raise ValueError("model methods need --config.model.init=EXPORT_DIR (a pretraining export)")
     # JAX is not fork-safe: workers that run the model start fresh (spawn).
     context = multiprocessing.get_context("spawn") if uses_model else None
     records, predictions = [], []

@@ -129,13 +129,14 @@ def _check_kind(origin: str, mode: int, size: int, limit: int) -> None:
             f"{origin}: is {kind}, not a regular file; copy the data into a regular file first"
         )
     if size > limit:
-        raise SpectraError(_too_large(origin, f"{size} bytes", limit))
+        raise SpectraError(_too_large(origin, size, limit))
 
 
-def _too_large(origin: str, size: str, limit: int) -> str:
+def _too_large(origin: str, size: int | None, limit: int) -> str:
+    size_text = "" if size is None else f"{size} bytes, "
     return (
-        f"{origin}: file is {size}, more than the limit of {limit} bytes; pass a larger "
-        "max_bytes (or set caltransfer_jax.data.rawfile.MAX_BYTES) if the file is genuine"
+        f"{origin}: file is too large ({size_text}more than the limit of {limit} bytes); pass "
+        "a larger max_bytes (or set caltransfer_jax.data.rawfile.MAX_BYTES) if it is genuine"
     )
 
 
@@ -151,7 +152,7 @@ def _read_limited(origin: str, descriptor: int, size: int, limit: int) -> bytes:
         parts.append(part)
         total += len(part)
     if total > limit:
-        raise SpectraError(_too_large(origin, f"more than {limit} bytes", limit))
+        raise SpectraError(_too_large(origin, None, limit))
     return parts[0] if len(parts) == 1 else b"".join(parts)
 
 

@@ -52,6 +52,7 @@ from caltransfer_jax.pretrain import sharding as sharding_lib
 from caltransfer_jax.pretrain.evaluation import Evaluator
 from caltransfer_jax.pretrain.input_pipeline import make_global_batch
 from caltransfer_jax.pretrain.metric_writer import MetricWriter, Progress
+from caltransfer_jax.workdir import claim
 
 _BARRIER_TIMEOUT_MS = 30 * 60 * 1000
 # Names of the entries of the non-finite record: the loss terms, then the total, then gradients.
@@ -109,8 +110,22 @@ def make_optimizer(config: ml_collections.ConfigDict, total_steps: int):
 
 
 def validate(config: ml_collections.ConfigDict, num_devices: int, num_processes: int) -> None:
-    """Checks the config's cross-section constraints with clear messages."""
+    """Checks the config's bounds and cross-section constraints with clear messages."""
     data, model = config.data, config.model
+    for field, value, ok in (
+        ("total_steps", config.total_steps, config.total_steps >= 1),
+        ("log_every", config.log_every, config.log_every >= 0),
+        ("eval_every", config.eval_every, config.eval_every >= 0),
+        (
+            "checkpoint.every_steps",
+            config.checkpoint.every_steps,
+            config.checkpoint.every_steps >= 0,
+        ),
+        ("data.global_batch", data.global_batch, data.global_batch >= 1),
+        ("data.num_points", data.num_points, data.num_points >= 1),
+    ):
+        if not ok:
+            raise ValueError(f"{field} = {value!r} is out of range")
     total = pretrain_data.num_instruments(data)
     if total > model.vib.num_instruments:
         raise ValueError(
@@ -268,6 +283,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     mesh = sharding_lib.make_mesh(sharding_lib.parse_mesh(config.mesh))
     batch_devices = mesh.shape[config.batch_axis]
     validate(config, batch_devices, jax.process_count())
+    # A pretraining workdir from before workdir marks is recognised by its config.json.
+    claim(workdir, "pretrain", None, adopt=("config.json",), write=is_primary)
     checkpointing.write_config(workdir, config)
     writer = MetricWriter(workdir, enabled=is_primary)
     logging.info("mesh %s over %d processes", dict(mesh.shape), jax.process_count())

@@ -22,6 +22,7 @@ from caltransfer_jax.data.readers import CsvFormat
 from caltransfer_jax.methods import registry
 from caltransfer_jax.transfer import workflow
 from caltransfer_jax.transfer.estimator import CalibrationTransfer, read_info
+from caltransfer_jax.workdir import claim
 
 _DATASET = flags.DEFINE_string("dataset", None, "fit: bundled name or dataset file (.toml).")
 _SOURCE = flags.DEFINE_string("source", None, "fit: master instrument.")
@@ -54,6 +55,7 @@ def fit() -> None:
     workdir = pathlib.Path(_WORKDIR.value)
     if workdir.exists() and any(workdir.iterdir()):
         raise app.UsageError(f"--workdir {workdir} is not empty; choose a new directory")
+    claim(workdir, "transfer", None, write=False)  # writable, and no other run's
     dataset = dataset_file.load(_DATASET.value)
     model = None
     if registry.METHODS[_METHOD.value].family == "model":
@@ -75,7 +77,7 @@ def fit() -> None:
         dataset, _SOURCE.value, _TARGET.value, _PROPERTY.value, transfer, _K.value
     )
     provenance["dataset_spec"] = str(_DATASET.value)
-    workdir.mkdir(parents=True, exist_ok=True)
+    claim(workdir, "transfer", None)
     transfer.save(workdir / "transfer", provenance)
     (workdir / "report.md").write_text(workflow.report(transfer, provenance))
     logging.info("saved the transfer to %s", workdir / "transfer")

@@ -8,6 +8,9 @@ Every member is checked before anything is written, and the archive is refused a
   later member), or a device, FIFO or other special file;
 - is larger than `max_member_bytes`, makes the archive larger than `max_total_bytes`, or is a
   zip member whose size exceeds `max_ratio` times its compressed size (a zip bomb);
+- takes a tar archive beyond `max_ratio` times its compressed size: the members' declared sizes,
+  or the decompressed tar stream itself (headers included: a pax or long-name header can be as
+  large as a member), which is never decompressed further than that (a tar bomb);
 - repeats the path of an earlier member;
 - delivers more bytes than its header declares while being written.
 Extraction writes into a temporary folder beside the target and renames it into place when
@@ -16,7 +19,11 @@ every member is out, so a refused or interrupted extraction leaves nothing behin
 
 from __future__ import annotations
 
+import bz2
+import contextlib
 import dataclasses
+import gzip
+import lzma
 import os
 import pathlib
 import re
@@ -38,6 +45,12 @@ MAX_RATIO = 200.0
 _RATIO_MIN_BYTES = 1 << 20
 _DRIVE = re.compile(r"^[A-Za-z]:")
 _CHUNK = 1 << 20
+# Leading bytes of the compressed streams a tar archive may come in.
+_COMPRESSED = (
+    (b"\x1f\x8b", lambda raw: gzip.GzipFile(fileobj=raw, mode="rb")),
+    (b"BZh", lambda raw: bz2.BZ2File(raw, mode="rb")),
+    (b"\xfd7zXZ\x00", lambda raw: lzma.LZMAFile(raw, mode="rb")),
+)
 
 
 class UnsafeArchiveError(SpectraError):
@@ -66,7 +79,8 @@ def extract(
       target: the folder to create; it must not exist yet.
       max_member_bytes: largest allowed member.
       max_total_bytes: largest allowed sum of member sizes.
-      max_ratio: largest allowed uncompressed/compressed size of a zip member (of 1 MiB or more).
+      max_ratio: largest allowed uncompressed/compressed size of a zip member (of 1 MiB or more),
+        and of a compressed tar archive as a whole (when it decompresses to 1 MiB or more).
 
     Returns:
       The extracted files, sorted.
@@ -85,12 +99,10 @@ def extract(
             with zipfile.ZipFile(archive) as opened:
                 members = list(_zip_members(archive, opened, max_member_bytes, max_ratio))
                 _write_all(archive, members, temporary, max_total_bytes, opened.open)
-        elif _is_tar(archive):
-            with tarfile.open(archive) as opened:
-                members = list(_tar_members(archive, opened, max_member_bytes))
-                _write_all(archive, members, temporary, max_total_bytes, opened.extractfile)
         else:
-            raise SpectraError(f"{archive}: not a zip or tar archive (or damaged)")
+            with _open_tar(archive, max_ratio) as opened:
+                members = list(_tar_members(archive, opened, max_member_bytes, max_ratio))
+                _write_all(archive, members, temporary, max_total_bytes, opened.extractfile)
         os.replace(temporary, target)
     except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError) as error:
         shutil.rmtree(temporary, ignore_errors=True)
@@ -103,11 +115,61 @@ def extract(
     return sorted(target.joinpath(*m.parts) for m in members)
 
 
-def _is_tar(path: pathlib.Path) -> bool:
-    try:
-        return tarfile.is_tarfile(path)
-    except OSError:
-        return False
+class _BoundedStream:
+    """A decompressed tar stream that refuses to be read or sought beyond `limit` bytes, so that
+    no part of tarfile (member data, pax and long-name headers alike) decompresses a bomb."""
+
+    def __init__(self, archive: pathlib.Path, stream, compressed: int, limit: int, ratio: float):
+        self._archive, self._stream = archive, stream
+        self._compressed, self._limit, self._ratio = compressed, limit, ratio
+
+    def _refuse(self) -> UnsafeArchiveError:
+        return UnsafeArchiveError(
+            f"{self._archive}: expands {self._compressed} bytes to more than {self._limit} "
+            f"(more than {self._ratio:g} times; a tar bomb?)"
+        )
+
+    def read(self, size: int = -1) -> bytes:
+        room = self._limit - self._stream.tell()
+        size = room + 1 if size is None or size < 0 else min(size, room + 1)
+        data = self._stream.read(size)
+        if len(data) > room:
+            raise self._refuse()
+        return data
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        if whence == os.SEEK_CUR:
+            offset, whence = self._stream.tell() + offset, os.SEEK_SET
+        if whence != os.SEEK_SET:
+            raise OSError("a compressed tar stream is only sought from its start")
+        if offset > self._limit:
+            raise self._refuse()
+        return self._stream.seek(offset)
+
+    def tell(self) -> int:
+        return self._stream.tell()
+
+
+@contextlib.contextmanager
+def _open_tar(archive: pathlib.Path, max_ratio: float) -> Iterator[tarfile.TarFile]:
+    """The archive as an uncompressed or gzip/bz2/xz-compressed tar, its decompressed stream
+    bounded by `max_ratio` (`_BoundedStream`); refuses what is not a tar archive."""
+    with open(archive, "rb") as raw, contextlib.ExitStack() as stack:
+        magic = raw.read(6)
+        raw.seek(0)
+        opener = next((o for prefix, o in _COMPRESSED if magic.startswith(prefix)), None)
+        stream = raw
+        if opener is not None:
+            compressed = os.fstat(raw.fileno()).st_size
+            limit = max(_RATIO_MIN_BYTES, int(max_ratio * compressed))
+            decompressed = stack.enter_context(opener(raw))
+            stream = _BoundedStream(archive, decompressed, compressed, limit, max_ratio)
+        try:
+            opened = tarfile.open(fileobj=stream, mode="r:")
+        except tarfile.ReadError:
+            raise SpectraError(f"{archive}: not a zip or tar archive (or damaged)") from None
+        with opened:
+            yield opened
 
 
 def _checked_parts(archive: pathlib.Path, name: str) -> tuple[str, ...]:
@@ -149,8 +211,10 @@ def _zip_members(
 
 
 def _tar_members(
-    archive: pathlib.Path, opened: tarfile.TarFile, max_member_bytes: int
+    archive: pathlib.Path, opened: tarfile.TarFile, max_member_bytes: int, max_ratio: float
 ) -> Iterator[_Member]:
+    compressed = os.path.getsize(archive)
+    declared = 0
     for info in opened:
         parts = _checked_parts(archive, info.name)
         if info.issym() or info.islnk():
@@ -164,6 +228,13 @@ def _tar_members(
         if not info.isfile():
             raise UnsafeArchiveError(f"{archive}: member {info.name!r} is a special file")
         _check_size(archive, info.name, info.size, max_member_bytes)
+        # Sizes as declared (a sparse member holds less than it expands to).
+        declared += info.size
+        if declared >= _RATIO_MIN_BYTES and declared > max_ratio * compressed:
+            raise UnsafeArchiveError(
+                f"{archive}: member {info.name!r} brings the declared size to {declared} bytes "
+                f"from {compressed} in the archive (more than {max_ratio:g} times; a tar bomb?)"
+            )
         yield _Member(parts, info.size, info)
 
 
