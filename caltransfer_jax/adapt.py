@@ -33,6 +33,7 @@ from caltransfer_jax.methods.classical.selection import kennard_stone
 from caltransfer_jax.methods.model.adaptable import FEATURES
 from caltransfer_jax.methods.model.estimators import ModelLoRA, ModelTTT
 from caltransfer_jax.methods.model.lora import save_adapters
+from caltransfer_jax.models.export import check_unseen
 from caltransfer_jax.workdir import claim
 
 MODES = ("lora", "ttt")
@@ -64,6 +65,7 @@ def adapt(config, workdir: str | pathlib.Path) -> dict:
     """Runs one adaptation described by `config` (configs/adapt.py); returns the result."""
     validate_config(config)
     dataset = dataset_file.load(config.dataset)
+    check_unseen(config.init, dataset.name)
     workdir = claim(workdir, "adapt", config.to_dict())
     splits = make_splits(
         dataset.spectra.sample_id, config.split + 1, config.test_fraction, config.seed

@@ -175,6 +175,7 @@ def _plot(parts, vectors, axis, title: str, path: pathlib.Path) -> None:
     order = np.argsort(axis)
     for name, part in parts.items():
         top.plot(axis[order], np.sqrt(np.mean(part**2, axis=0))[order], label=name, lw=1.4)
+    top.set_yscale("log")  # the parts differ by two orders of magnitude
     top.set_ylabel("RMS over samples (AU)")
     top.legend(loc="upper left", frameon=False)
     top.set_title(f"{title}: parts of the paired difference")

@@ -19,7 +19,7 @@ import ml_collections
 def model_config() -> ml_collections.ConfigDict:
     """Adaptation settings shared by this entry point and the benchmark's model rows."""
     config = ml_collections.ConfigDict()
-    config.init = ""  # the params-only export directory of a pretraining run
+    config.init = "bundled"  # a pretraining export directory, or "bundled" (the shipped one)
     config.features = "canonical"  # "canonical" (FNO standardiser → PLS) or "zchem"
 
     config.lora = ml_collections.ConfigDict()

@@ -20,11 +20,13 @@ from configs import benchmark as benchmark_config
 REPO = pathlib.Path(__file__).parents[1]
 
 
-def _quick(**fields):
+def _quick(init=None, **fields):
     config = benchmark_config.get_config("quick")
     config.update(
         {"methods": ("mean_recentring",), "ks": (0,), "n_splits": 1, "workers": 1, **fields}
     )
+    if init is not None:
+        config.model.init = init
     return config
 
 
@@ -84,7 +86,7 @@ def test_a_file_in_place_of_the_workdir_is_refused(tmp_path):
         ({"ks": (0, -1)}, "ks = .*k ≥ 0"),
         ({"test_fraction": 1.5}, "test_fraction = 1.5: must be between 0 and 1"),
         ({"dataset": ""}, "dataset: name a data set"),
-        ({"methods": ("model_frozen",)}, "model.init: model methods need"),
+        ({"methods": ("model_frozen",), "init": ""}, "model.init: model methods need"),
         ({"n_draws": 0, "kennard_stone": False, "ks": (0, 5)}, "leave no transfer samples"),
     ],
 )

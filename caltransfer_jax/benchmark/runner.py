@@ -329,6 +329,11 @@ def run(config, workdir: str) -> list[dict]:
     """Runs the benchmark described by `config`, writing every output into `workdir`."""
     validate_config(config)
     dataset = load_dataset(config.dataset)
+    if any(spec.family == "model" for spec in methods.get(config.methods)):
+        # Imported on use: the classical path must not load JAX.
+        from caltransfer_jax.models.export import check_unseen
+
+        check_unseen(config.model.init, dataset.name)
     splits, sets, jobs = plan(config)
     identity = {k: v for k, v in config.to_dict().items() if k not in OPERATIONAL_FIELDS}
     workdir = claim(workdir, "benchmark", identity)

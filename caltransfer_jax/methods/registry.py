@@ -174,6 +174,20 @@ _SPECS = [
         "foundation model: LoRA test-time training on unlabelled target spectra",
     ),
     MethodSpec(
+        "model_dipls",
+        "model",
+        lambda master, pls, context: _model_method("ModelDIPLS", context),
+        True,
+        "foundation model: unsupervised di-PLS on the frozen features (target pool unlabelled)",
+    ),
+    MethodSpec(
+        "model_dipls_semisupervised",
+        "model",
+        lambda master, pls, context: _model_method("ModelDIPLSSemiSupervised", context),
+        False,
+        "foundation model: semi-supervised di-PLS on the frozen features with the transfer samples",
+    ),
+    MethodSpec(
         "model_lora",
         "model",
         lambda master, pls, context: _model_method("ModelLoRA", context),

@@ -15,6 +15,7 @@ flipped bit in a parameter file otherwise restores silently as a wrong value.
 from __future__ import annotations
 
 import hashlib
+import importlib.resources
 import json
 import os
 import pathlib
@@ -29,6 +30,8 @@ from flax import nnx
 from caltransfer_jax.models.model import SpectralModel, build_model
 
 EXPORT_FORMAT = 1
+# `init = "bundled"` names the small pretrained export shipped with the package.
+BUNDLED = "bundled"
 # The checksum manifest at the top of a guarded directory: {"format", "files": {path: sha256}}.
 MANIFEST = "sha256sums.json"
 MANIFEST_FORMAT = 1
@@ -144,7 +147,7 @@ def load_export(directory: str | pathlib.Path) -> tuple[SpectralModel, ml_collec
         ValueError: naming the file, when a file differs from the manifest or is missing,
             `config.json` is missing or not JSON, or the parameters cannot be read.
     """
-    directory = pathlib.Path(directory).resolve()
+    directory = resolve(str(directory)).resolve()
     problems = check_manifest(directory)
     if problems:
         raise ValueError(f"corrupt export {directory}: " + "; ".join(problems))
@@ -168,3 +171,42 @@ def load_export(directory: str | pathlib.Path) -> tuple[SpectralModel, ml_collec
     nnx.replace_by_pure_dict(state, params)
     nnx.update(model, state)
     return model, config
+
+
+def resolve(init: str) -> pathlib.Path:
+    """The export directory `init` names: a path, or `BUNDLED` for the shipped export."""
+    if init == BUNDLED:
+        path = pathlib.Path(str(importlib.resources.files("caltransfer_jax.models"))) / "bundled"
+        if not (path / "export.json").exists():
+            raise FileNotFoundError(f"{path}: the package ships no pretrained export")
+        return path
+    return pathlib.Path(init)
+
+
+def corpora(config: ml_collections.ConfigDict) -> list[str]:
+    """What a pretraining config trained on: 'simulated' and/or its tfds build directories."""
+    data = config.data
+    weights = list(data.get("weights", ())) or [1.0]
+    names = ["simulated"] if weights[0] > 0 else []
+    dirs = list(data.get("tfds_dirs", ()))
+    names += [str(d) for d, w in zip(dirs, weights[1:] or [1.0] * len(dirs), strict=True) if w > 0]
+    return names
+
+
+def check_unseen(init: str, dataset: str) -> None:
+    """Leave-one-dataset-out: refuses an export pretrained on a corpus naming `dataset`.
+
+    Raises:
+        ValueError: naming the export, the corpus and the data set.
+    """
+    path = resolve(init) / "config.json"
+    try:
+        config = ml_collections.ConfigDict(json.loads(path.read_text()))
+    except (OSError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path}: unreadable export config ({error})") from None
+    seen = [c for c in corpora(config) if dataset.lower() in c.lower()]
+    if seen:
+        raise ValueError(
+            f"{path.parent} was pretrained on {seen}, which names the data set {dataset!r} being "
+            "evaluated; use an export that never saw it (leave-one-dataset-out)"
+        )

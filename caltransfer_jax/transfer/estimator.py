@@ -199,8 +199,9 @@ class CalibrationTransfer(RegressorMixin, BaseEstimator):
         settings = dict(self.model or {})
         if self.family_ == "model":
             from caltransfer_jax.methods.model.lora import save_adapters
+            from caltransfer_jax.models.export import resolve
 
-            export = pathlib.Path(settings["init"])
+            export = resolve(settings["init"])
             shutil.copytree(export, directory / "export")
             provenance = {**provenance, "export": _export_info(export)}
             settings["init"] = "export"

@@ -51,6 +51,10 @@ def fit_on_dataset(
         raise ValueError(f"unknown property {prop!r}; {dataset.name} has {dataset.properties}")
     (spec,) = registry.get([transfer.method])
     model = spec.family == "model"
+    if model:
+        from caltransfer_jax.models.export import check_unseen
+
+        check_unseen((transfer.model or {}).get("init", ""), dataset.name)
     native = model and dataset.native is not None
     data = (
         PairedData.from_parts(dataset.own(source), dataset.own(target))

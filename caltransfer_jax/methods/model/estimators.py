@@ -12,6 +12,9 @@ target with what the method may see:
   then the remaining mean difference between each transfer sample's master features and its
   adapted target features is removed. Its conformal scores (`conformity_scores_`) are residuals
   on the target transfer samples, not the master's CV residuals.
+- `ModelDIPLS` (k = 0) and `ModelDIPLSSemiSupervised` (k > 0): no adaptation; the head is
+  di-PLS on the frozen features instead of PLS (unlabelled target pool; plus the k transfer
+  samples) — the domain-invariant head on the model's representation.
 
 Why the final mean shift: the model reads standardised spectra, and the features are returned to
 each spectrum's own level and scale outside it (`transfer.adaptable`), so no adapter can move a
@@ -26,18 +29,19 @@ from __future__ import annotations
 
 import functools
 import json
-import pathlib
 from typing import ClassVar
 
 import ml_collections
 import numpy as np
 
 from caltransfer_jax.methods.base import TransferMethod
+from caltransfer_jax.methods.classical import dipls
 from caltransfer_jax.methods.classical.pls import PLSRegressionCV
 from caltransfer_jax.methods.model.adaptable import AdaptableModel
 from caltransfer_jax.methods.model.fewshot import few_shot
 from caltransfer_jax.methods.model.grid import ModelGrid
 from caltransfer_jax.methods.model.ttt import run_ttt
+from caltransfer_jax.models.export import resolve
 
 
 @functools.cache
@@ -64,7 +68,7 @@ def adaptable_model(
 
 @functools.cache
 def _export_config(init: str) -> ml_collections.ConfigDict:
-    path = pathlib.Path(init) / "config.json"
+    path = resolve(init) / "config.json"
     if not path.exists():
         raise FileNotFoundError(f"{init}: not a model export (no config.json)")
     return ml_collections.ConfigDict(json.loads(path.read_text()))
@@ -106,7 +110,7 @@ class ModelMethod(TransferMethod):
         model = self.adaptable_
         master = self.master_grid_(X)
         features = model.features_of(model.initial, master)
-        self.model_ = PLSRegressionCV(seed=self.seed, **settings.head).fit(features, y)
+        self.model_ = self._fit_head(features, y, arrays, settings)
         self.adapters_, self.log_ = self._adapt(model, master, features, arrays, settings)
         self.shift_ = self._shift(features, arrays)
         return self
@@ -122,6 +126,14 @@ class ModelMethod(TransferMethod):
         )
         self.model_, self.adapters_, self.shift_, self.log_ = head, adapters, shift, []
         return self
+
+    def _fit_head(self, features, y, arrays, settings):
+        """The calibration head on the master pool's base features: PLS, components by CV."""
+        return PLSRegressionCV(seed=self.seed, **settings.head).fit(features, y)
+
+    def _base_features(self, X) -> np.ndarray:
+        """Base-model features of (m, q) target spectra."""
+        return self.adaptable_.features_of(self.adaptable_.initial, self.grid_(np.asarray(X)))
 
     def _adapt(self, model, master, features, arrays, settings) -> tuple[dict, list[dict]]:
         """(adapters, log) from the master inputs, their base features and the transfer data.
@@ -198,3 +210,35 @@ class ModelLoRA(ModelMethod):
             predicted = self.model_.predict(target + loo)
             self.conformity_scores_ = predicted - np.asarray(arrays["y_transfer"], np.float64)
         return differences.mean(0)
+
+
+class ModelDIPLS(ModelMethod):
+    """Zero-shot: unsupervised di-PLS on the frozen model's features — latent variables that
+    predict the property on the master pool and whose scores the unlabelled target pool shares
+    (the model supplies the representation, di-PLS the domain invariance)."""
+
+    requires: ClassVar[frozenset[str]] = frozenset({"X_target_unlabelled"})
+
+    def _fit_head(self, features, y, arrays, settings):
+        pls = super()._fit_head(features, y, arrays, settings)  # the number of components
+        target = self._base_features(arrays["X_target_unlabelled"])
+        return dipls.UnsupervisedDIPLS(pls).fit(features, y, X_target_unlabelled=target)
+
+
+class ModelDIPLSSemiSupervised(ModelMethod):
+    """Few-shot: semi-supervised di-PLS on the frozen model's features, the k labelled target
+    transfer samples joining the master calibration."""
+
+    requires: ClassVar[frozenset[str]] = frozenset(
+        {"X_target_unlabelled", "X_target_transfer", "y_transfer"}
+    )
+
+    def _fit_head(self, features, y, arrays, settings):
+        pls = super()._fit_head(features, y, arrays, settings)
+        return dipls.SemiSupervisedDIPLS(pls).fit(
+            features,
+            y,
+            X_target_unlabelled=self._base_features(arrays["X_target_unlabelled"]),
+            X_target_transfer=self._base_features(arrays["X_target_transfer"]),
+            y_transfer=arrays["y_transfer"],
+        )
