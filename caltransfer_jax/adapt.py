@@ -22,6 +22,7 @@ import numpy as np
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from caltransfer_jax import runtime
 from caltransfer_jax.benchmark.metrics import (
     conformal_quantile,
     interval_coverage,
@@ -164,6 +165,7 @@ flags.register_validator("config", _valid)
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    runtime.configure()
     adapt(_CONFIG.value, _WORKDIR.value)
 
 

@@ -18,6 +18,7 @@ import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from caltransfer_jax import runtime
 from caltransfer_jax.pretrain import train
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -58,6 +59,7 @@ def _on_cluster() -> bool:
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    runtime.configure()
     if _CPU_COLLECTIVES.value:
         jax.config.update("jax_cpu_collectives_implementation", _CPU_COLLECTIVES.value)
     joined = _on_cluster() and not jax.distributed.is_initialized()

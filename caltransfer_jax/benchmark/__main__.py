@@ -8,6 +8,7 @@ Runs `caltransfer_jax.benchmark.runner.run` on the configuration; see that modul
 from absl import app, flags
 from ml_collections import config_flags
 
+from caltransfer_jax import runtime
 from caltransfer_jax.benchmark import runner
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Benchmark configuration file.")
@@ -28,6 +29,7 @@ flags.register_validator("config", _valid)
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    runtime.configure()
     runner.run(_CONFIG.value, _WORKDIR.value)
 
 

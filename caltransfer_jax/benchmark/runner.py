@@ -106,7 +106,7 @@ def _run_job(job: Job, settings: dict) -> tuple[list[dict], list[dict]]:
     records, predictions = [], []
     alpha = settings["conformal_alpha"]
 
-    def record(name, family, k, selection, draw, predicted_std, residuals_std, seconds):
+    def record(name, family, k, selection, draw, predicted_std, residuals_std, seconds, guard=""):
         predicted = np.asarray(predicted_std) * sd + mu
         half_width = conformal_quantile(np.asarray(residuals_std) * sd, alpha)
         records.append(
@@ -126,6 +126,8 @@ def _run_job(job: Job, settings: dict) -> tuple[list[dict], list[dict]]:
                 "interval_half_width": half_width,
                 "n_test": len(test),
                 "fit_seconds": seconds,
+                # Model rows: what their safety check did ("none", "mean re-centring", …).
+                "guard": guard,
             }
         )
         if k == report.SCATTER_K:
@@ -187,7 +189,8 @@ def _run_job(job: Job, settings: dict) -> tuple[list[dict], list[dict]]:
         predicted = method.predict(X_test)
         seconds = time.perf_counter() - start
         residuals, _ = conformity_scores(method, master)
-        record(spec.name, spec.family, k, selection, draw, predicted, residuals, seconds)
+        guard = getattr(method, "guard_", {}).get("action", "")
+        record(spec.name, spec.family, k, selection, draw, predicted, residuals, seconds, guard)
 
     transfer_ids = {(s.k, s.selection, s.draw): list(s.ids) for s in job.sets}
 

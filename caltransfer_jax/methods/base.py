@@ -100,6 +100,12 @@ def conformity_scores(method: TransferMethod, master) -> tuple[np.ndarray, str]:
     augmented PLS, the model's head), else those of the master calibration — which say nothing
     of the target instrument, so such intervals are not calibrated for the transfer.
     """
+    fallback = getattr(method, "fallback_", None)
+    if fallback is not None:
+        return np.asarray(fallback.master_.cv_residuals_), (
+            "cross-validation residuals of the master calibration (the model's guard fell back "
+            "to mean re-centring; not calibrated on the target)"
+        )
     own = getattr(method, "conformity_scores_", None)
     if own is not None:
         return np.asarray(own), "residuals on the target transfer samples"

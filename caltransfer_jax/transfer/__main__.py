@@ -17,6 +17,7 @@ import pathlib
 
 from absl import app, flags, logging
 
+from caltransfer_jax import runtime
 from caltransfer_jax.data import dataset_file
 from caltransfer_jax.data.readers import CsvFormat
 from caltransfer_jax.methods import registry
@@ -103,6 +104,7 @@ def main(argv: list[str]) -> None:
     if len(argv) != 2 or argv[1] not in _NEEDS:
         raise app.UsageError(f"give one command, fit or predict; got {argv[1:]}")
     command = argv[1]
+    runtime.configure()
     missing = [name for name in _NEEDS[command] if flags.FLAGS[name].value is None]
     if missing:
         raise app.UsageError(f"{command} needs --{', --'.join(missing)}")

@@ -146,6 +146,7 @@ class CalibrationTransfer(RegressorMixin, BaseEstimator):
         self.half_width_ = conformal_quantile(scores * self.y_scale_, self.alpha)
         self.wavenumber_, self.target_wavenumber_, self.modality_ = wavenumber, target, modality
         self.n_transfer_ = len(arrays.get("y_transfer", ()))
+        self.guard_ = getattr(self.method_, "guard_", None)
         return self
 
     def _prepared(self, key: str, values: np.ndarray) -> np.ndarray:
@@ -205,7 +206,10 @@ class CalibrationTransfer(RegressorMixin, BaseEstimator):
             shutil.copytree(export, directory / "export")
             provenance = {**provenance, "export": _export_info(export)}
             settings["init"] = "export"
-            skops.io.dump(self.method_.model_, directory / "head.skops")
+            skops.io.dump(
+                {"head": self.method_.model_, "fallback": self.method_.fallback_},
+                directory / "head.skops",
+            )
             np.savez(directory / "model.npz", shift=np.asarray(self.method_.shift_))
             save_adapters(directory, self.method_.adapters_, {"method": self.method})
         else:
@@ -231,6 +235,7 @@ class CalibrationTransfer(RegressorMixin, BaseEstimator):
                 "basis": self.interval_basis_,
             },
             "n_transfer": self.n_transfer_,
+            "guard": self.guard_,
             "provenance": provenance,
         }
         (directory / "transfer.json").write_text(json.dumps(info, indent=2, default=float))
@@ -255,6 +260,7 @@ class CalibrationTransfer(RegressorMixin, BaseEstimator):
         transfer.half_width_ = info["interval"]["half_width"]
         transfer.interval_basis_ = info["interval"]["basis"]
         transfer.n_transfer_ = info["n_transfer"]
+        transfer.guard_ = info["guard"]
         if info["family"] == "model":
             transfer.preprocessing_ = None
             transfer.method_ = _load_model_method(directory, transfer)
@@ -306,9 +312,9 @@ def _load_model_method(directory: pathlib.Path, transfer: CalibrationTransfer):
     method = spec.build(None, None, context)
     with np.load(directory / "model.npz") as state:
         shift = state["shift"]
-    method.restore(
-        _load_skops(directory / "head.skops"), None, shift[()] if shift.ndim == 0 else shift
-    )
+    state = _load_skops(directory / "head.skops")
+    shift = shift[()] if shift.ndim == 0 else shift
+    method.restore(state["head"], None, shift, state["fallback"])
     method.adapters_ = read_adapters(directory, method.adaptable_.initial)
     return method
 

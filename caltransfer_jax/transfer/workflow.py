@@ -166,6 +166,13 @@ def report(transfer: CalibrationTransfer, provenance: dict) -> str:
         if np.isfinite(width)
         else "- interval: unbounded (too few residuals for this level)",
         f"- interval basis: {transfer.interval_basis_}",
-        "",
     ]
+    if transfer.guard_:
+        guard = transfer.guard_
+        values = ", ".join(
+            f"{k} {v:.3g}" for k, v in guard.items() if k not in ("criterion", "tripped", "action")
+        )
+        outcome = f"TRIPPED → {guard['action']}" if guard["tripped"] else "passed"
+        lines.append(f"- guard ({guard['criterion']}: {values}): {outcome}")
+    lines.append("")
     return "\n".join(lines)

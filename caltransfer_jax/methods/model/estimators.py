@@ -37,6 +37,7 @@ import numpy as np
 from caltransfer_jax.methods.base import TransferMethod
 from caltransfer_jax.methods.classical import dipls
 from caltransfer_jax.methods.classical.pls import PLSRegressionCV
+from caltransfer_jax.methods.model import guard
 from caltransfer_jax.methods.model.adaptable import AdaptableModel
 from caltransfer_jax.methods.model.fewshot import few_shot
 from caltransfer_jax.methods.model.grid import ModelGrid
@@ -113,11 +114,16 @@ class ModelMethod(TransferMethod):
         self.model_ = self._fit_head(features, y, arrays, settings)
         self.adapters_, self.log_ = self._adapt(model, master, features, arrays, settings)
         self.shift_ = self._shift(features, arrays)
+        self.fallback_ = None
+        if "X_target_unlabelled" in arrays:
+            self.guard_, self.fallback_ = guard.check(
+                self, X, y, arrays, self.model_.predict(features)
+            )
         return self
 
-    def restore(self, head: PLSRegressionCV, adapters: dict, shift) -> ModelMethod:
-        """This method as fitted before: its head, adapter weights and feature shift (from a
-        saved transfer), without adapting again."""
+    def restore(self, head, adapters: dict, shift, fallback=None) -> ModelMethod:
+        """This method as fitted before: its head, adapter weights, feature shift and guard
+        fallback (from a saved transfer), without adapting again."""
         self.adaptable_, self.master_grid_, self.grid_ = adaptable_model(
             ml_collections.ConfigDict(self.settings),
             self.wavenumber,
@@ -125,6 +131,7 @@ class ModelMethod(TransferMethod):
             self.target_wavenumber,
         )
         self.model_, self.adapters_, self.shift_, self.log_ = head, adapters, shift, []
+        self.fallback_ = fallback
         return self
 
     def _fit_head(self, features, y, arrays, settings):
@@ -152,6 +159,8 @@ class ModelMethod(TransferMethod):
         return features + self.shift_
 
     def predict(self, X):
+        if getattr(self, "fallback_", None) is not None:
+            return self.fallback_.predict(X)  # the guard found this transfer unsafe
         return self.model_.predict(self.features(X))
 
 
