@@ -151,15 +151,7 @@ _CONFIG = config_flags.DEFINE_config_file("config", None, "Adaptation configurat
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for adapters and results.")
 
 
-def _valid(config) -> bool:
-    try:
-        validate_config(config)
-    except ValueError as error:
-        raise flags.ValidationError(f"--config.{error}") from None
-    return True
-
-
-flags.register_validator("config", _valid)
+flags.register_validator("config", runtime.config_validator(validate_config))
 
 
 def main(argv):

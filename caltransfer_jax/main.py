@@ -35,15 +35,10 @@ _CPU_COLLECTIVES = flags.DEFINE_string(
 )
 
 
-def _valid(config) -> bool:
-    try:
-        train.validate(config, num_devices=1, num_processes=1)  # devices: checked again later
-    except ValueError as error:
-        raise flags.ValidationError(f"--config.{error}") from None
-    return True
-
-
-flags.register_validator("config", _valid)
+# Devices are counted later; here the bounds and the device-free constraints.
+flags.register_validator(
+    "config", runtime.config_validator(lambda c: train.validate(c, num_devices=1, num_processes=1))
+)
 
 
 def _on_cluster() -> bool:

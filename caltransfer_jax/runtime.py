@@ -62,3 +62,18 @@ def _glibc():
     except (OSError, AttributeError, TypeError):
         return None
     return libc
+
+
+def config_validator(validate):
+    """An absl flag validator for `--config` from `validate(config)` (raising ValueError), so a
+    bad field is refused while the flags are parsed, naming the field."""
+    from absl import flags
+
+    def check(config) -> bool:
+        try:
+            validate(config)
+        except ValueError as error:
+            raise flags.ValidationError(f"--config.{error}") from None
+        return True
+
+    return check

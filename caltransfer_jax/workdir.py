@@ -23,11 +23,12 @@ class WorkdirError(ValueError):
     """The workdir belongs to another run, or cannot be written."""
 
 
-def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    """A nested dict as {"a.b.c": leaf} (for naming the fields where two configs differ)."""
     if isinstance(tree, dict):
         out = {}
         for key, value in tree.items():
-            out.update(_flatten(value, f"{prefix}{key}."))
+            out.update(flatten(value, f"{prefix}{key}."))
         return out
     return {prefix[:-1]: tree}
 
@@ -70,7 +71,7 @@ def claim(
                 "its files — use another --workdir"
             )
         if identity is not None and owner.get("identity") != identity:
-            old, new = _flatten(owner.get("identity") or {}), _flatten(identity)
+            old, new = flatten(owner.get("identity") or {}), flatten(identity)
             differing = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
             shown = "; ".join(f"{k}: {old.get(k)!r} → {new.get(k)!r}" for k in differing[:6])
             raise WorkdirError(

@@ -15,15 +15,7 @@ _CONFIG = config_flags.DEFINE_config_file("config", None, "Benchmark configurati
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for results, summary and plots.")
 
 
-def _valid(config) -> bool:
-    try:
-        runner.validate_config(config)
-    except ValueError as error:
-        raise flags.ValidationError(f"--config.{error}") from None
-    return True
-
-
-flags.register_validator("config", _valid)
+flags.register_validator("config", runtime.config_validator(runner.validate_config))
 
 
 def main(argv):

@@ -42,6 +42,7 @@ from absl import logging
 from orbax.checkpoint import checkpoint_managers
 
 from caltransfer_jax.models import export
+from caltransfer_jax.workdir import flatten
 
 BEST_METRIC = "eval/msrp"
 CORRUPT_DIR = "corrupt"  # under the checkpoint directory: steps moved aside
@@ -72,15 +73,6 @@ def config_to_dict(config: ml_collections.ConfigDict) -> dict[str, Any]:
     return json.loads(config.to_json_best_effort(sort_keys=True))
 
 
-def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(tree, dict):
-        out = {}
-        for key, value in tree.items():
-            out.update(_flatten(value, f"{prefix}{key}."))
-        return out
-    return {prefix[:-1]: tree}
-
-
 def _identity(flat: dict[str, Any]) -> dict[str, Any]:
     def operational(key: str) -> bool:
         return any(key == f or key.startswith(f + ".") for f in OPERATIONAL_FIELDS)
@@ -104,8 +96,8 @@ def check_workdir_config(workdir: pathlib.Path, config: ml_collections.ConfigDic
     path = workdir / "config.json"
     if not path.exists():
         return False
-    old = _identity(_flatten(json.loads(path.read_text())))
-    new = _identity(_flatten(config_to_dict(config)))
+    old = _identity(flatten(json.loads(path.read_text())))
+    new = _identity(flatten(config_to_dict(config)))
     differing = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
     if differing:
         shown = "; ".join(f"{k}: {old.get(k)!r} → {new.get(k)!r}" for k in differing[:8])
