@@ -12,7 +12,10 @@ setup(
     python_requires=">=3.11,<3.12",
     # `configs` is a package too, so configuration files share parts by import.
     packages=find_packages(include=["caltransfer_jax", "caltransfer_jax.*", "configs"]),
-    package_data={"caltransfer_jax.data": ["bundled/*.npz", "bundled/*.md", "bundled/*.toml"]},
+    package_data={
+        "caltransfer_jax.data": ["bundled/*.npz", "bundled/*.md", "bundled/*.toml"],
+        "caltransfer_jax.models": ["bundled/**/*"],
+    },
     install_requires=[
         "jax==0.10.2",
         "jaxlib==0.10.2",
