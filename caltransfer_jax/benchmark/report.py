@@ -171,7 +171,10 @@ def _plot_against_k(records, metric: str, out: pathlib.Path) -> None:
     for (prop,), rs in _groups(records, ("property",)).items():
         pairs = sorted({(r["source"], r["target"]) for r in rs})
         methods = sorted({r["method"] for r in rs})
-        colours = dict(zip(methods, plt.cm.tab20(np.linspace(0, 1, 20)), strict=False))
+        # 20 colours; methods beyond them repeat a colour with another line style.
+        palette = plt.cm.tab20(np.linspace(0, 1, 20))
+        colours = {m: palette[i % 20] for i, m in enumerate(methods)}
+        line_styles = {m: ("-", "-.", (0, (1, 1)))[i // 20 % 3] for i, m in enumerate(methods)}
         cols = min(3, len(pairs))
         rows = -(-len(pairs) // cols)
         fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.6 * rows), squeeze=False)
@@ -184,11 +187,12 @@ def _plot_against_k(records, metric: str, out: pathlib.Path) -> None:
                 ks = sorted({r["k"] for r in group})
                 means = [np.mean([r[metric] for r in group if r["k"] == k]) for k in ks]
                 style = {"color": colours[method], "label": method, "lw": 1.2}
+                line = line_styles[method]
                 if group[0]["family"] == "reference" or ks == [0]:
                     dashes = "--" if group[0]["family"] == "reference" else ":"
                     ax.axhline(means[0], ls=dashes, **style)
                 else:
-                    ax.plot(ks, means, marker="o", ms=3, **style)
+                    ax.plot(ks, means, marker="o", ms=3, ls=line, **style)
             ax.set_title(f"{source} → {target}")
             ax.set_xlabel("transfer samples k")
             ax.set_ylabel({"r2": "R²", "rmsep": "RMSEP"}[metric])
