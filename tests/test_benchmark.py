@@ -107,3 +107,21 @@ def test_leak_check_raises():
     check_no_leak(split, ["a", "b"], "ok")
     with pytest.raises(AssertionError, match="test sample"):
         check_no_leak(split, ["a", "c"], "bad")
+
+
+def test_report_draws_more_methods_than_the_palette_has_colours(tmp_path):
+    from caltransfer_jax.benchmark import report
+
+    records = [
+        {
+            "dataset": "toy", "source": "a", "target": "b", "property": "oil",
+            "family": "classical", "method": f"method_{m:02d}", "k": k, "selection": "random",
+            "split": 0, "draw": 0, "r2": 0.5 + 0.01 * m, "rmsep": 1.0, "coverage": 0.9,
+            "interval_half_width": 1.0, "n_test": 5, "fit_seconds": 0.0, "guard": "",
+        }
+        for m in range(25)
+        for k in (5, 10)
+    ]  # fmt: skip
+    report.write_report(records, tmp_path, title="toy")
+    assert (tmp_path / "plots" / "r2_vs_k_oil.png").stat().st_size > 1000
+    assert "method_24" in (tmp_path / "summary.md").read_text()
