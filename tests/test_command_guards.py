@@ -139,3 +139,22 @@ def test_repeated_sample_ids_are_never_paired_silently():
         paired(spectra(["x", "y", "x"]), spectra(["x", "y"]))
     with pytest.raises(SpectraError, match=r"a.csv: sample id 'x' appears 2 times"):
         PairedData.from_parts(spectra(["x", "x"]), spectra(["x", "y"]))
+
+
+def test_a_workdir_that_cannot_be_created_is_refused_before_the_work(tmp_path):
+    (tmp_path / "file").write_text("")
+    with pytest.raises(workdir_lib.WorkdirError, match=r"file/run: cannot write here"):
+        runner.run(_quick(), tmp_path / "file" / "run")
+
+
+@pytest.mark.parametrize(
+    "pairs, message",
+    [
+        (("m5-mp6",), r"pair 'm5-mp6' is not of the form 'source->target'"),
+        (("m5->mp7",), r"pair 'm5->mp7': unknown instrument\(s\) \['mp7'\]"),
+    ],
+)
+def test_bad_pair_strings_are_named(tmp_path, pairs, message):
+    with pytest.raises(ValueError, match=message):
+        runner.run(_quick(pairs=pairs), tmp_path / "w")
+    assert not (tmp_path / "w").exists()

@@ -310,3 +310,21 @@ def test_unit_paths_are_relative_to_the_file(tmp_path):
         .replace('"labels.csv"', '"sub/labels.csv"')
     )
     assert dataset_file.read_dataset_file(tmp_path / "toy.toml").spectra.n == 24
+
+
+def test_matlab_instruments(tmp_path):
+    scipy_io = pytest.importorskip("scipy.io")
+    a, b = _two_instruments(tmp_path)
+    for name, values in (("a", a), ("b", b)):
+        scipy_io.savemat(tmp_path / f"{name}.mat", {"X": values, "axis": AXIS[None]})
+    text = (
+        BASE.replace('pairing = "id"', 'pairing = "row"')
+        .replace('id_column = "ID"\n', "")
+        .replace('spectra = "a.csv"', 'spectra = "a.mat"\nvariable = "X"\naxis_variable = "axis"')
+        .replace('spectra = "b.csv"', 'spectra = "b.mat"\nvariable = "X"\naxis_variable = "axis"')
+    )
+    (tmp_path / "labels.csv").write_text("oil\n" + "".join(f"{i}\n" for i in range(12)))
+    data = _load(tmp_path, text)
+    np.testing.assert_array_equal(data.spectra.on_instrument("b").values, b)
+    with pytest.raises(SpectraError, match=r"toy.toml: instruments.a.variable: missing"):
+        _load(tmp_path, text.replace('variable = "X"\naxis_variable', "axis_variable", 1))

@@ -17,6 +17,11 @@ import numpy as np
 from caltransfer_jax.data.spectra import Spectra, check_unique_ids
 from caltransfer_jax.methods.classical.selection import kennard_stone, random_draw
 
+# What identifies a benchmark record (one fitted and evaluated transfer); records are sorted by
+# it and predictions carry it. A cell of the report is (source, target, property).
+CELL_KEY = ("source", "target", "property")
+RECORD_KEY = (*CELL_KEY, "method", "k", "selection", "split", "draw")
+
 
 @dataclasses.dataclass(frozen=True)
 class Split:

@@ -16,6 +16,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
+from caltransfer_jax.benchmark.protocol import CELL_KEY
+
 SCATTER_K = 10
 
 
@@ -33,7 +35,7 @@ def _row_name(r) -> str:
 def aggregate(records) -> dict:
     """(source, target, property, row name, k) → (mean R², sd R², mean RMSEP, n, family)."""
     table = {}
-    keys = ("source", "target", "property")
+    keys = CELL_KEY
     for key, group in _groups(records, keys).items():
         for (row, k), rs in _groups(
             [dict(r, row=_row_name(r)) for r in group], ("row", "k")

@@ -30,6 +30,7 @@ from caltransfer_jax.benchmark.metrics import (
     regression_metrics,
 )
 from caltransfer_jax.benchmark.protocol import (
+    RECORD_KEY,
     PairedData,
     Split,
     TransferSet,
@@ -131,7 +132,7 @@ def _run_job(job: Job, settings: dict) -> tuple[list[dict], list[dict]]:
             }
         )
         if k == report.SCATTER_K:
-            keys = ("source", "target", "property", "method", "selection", "split", "draw")
+            keys = [key for key in RECORD_KEY if key != "k"]  # these are all k = SCATTER_K
             predictions.append(
                 {
                     **{f: records[-1][f] for f in keys},
@@ -369,8 +370,7 @@ def run(config, workdir: str) -> list[dict]:
                 elapsed,
                 elapsed / done * (len(jobs) - done),
             )
-    order = ("source", "target", "property", "method", "k", "selection", "split", "draw")
-    records.sort(key=lambda r: tuple(r[f] for f in order))
+    records.sort(key=lambda r: tuple(r[f] for f in RECORD_KEY))
     _write(workdir / "config.json", config.to_json(indent=2))
     _write(workdir / "splits.json", json.dumps([dataclasses.asdict(s) for s in splits], indent=1))
     _write(
