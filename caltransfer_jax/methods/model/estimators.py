@@ -5,10 +5,10 @@ CV; its CV residuals serve the benchmark's conformal intervals), then adapts LoR
 target with what the method may see:
 
 - `ModelFrozen` (k = 0): no adaptation — the master head on the base model's features.
-- `ModelTTT` (k = 0): test-time training on the unlabelled target pool (`transfer.ttt`), then the
+- `ModelTTT` (k = 0): test-time training on the unlabelled target pool (`model.ttt`), then the
   remaining mean difference between the master pool's base features and the target pool's
   adapted features is removed.
-- `ModelLoRA` (k > 0): few-shot training on the k transfer pairs and labels (`transfer.fewshot`),
+- `ModelLoRA` (k > 0): few-shot training on the k transfer pairs and labels (`model.fewshot`),
   then the remaining mean difference between each transfer sample's master features and its
   adapted target features is removed. Its conformal scores (`conformity_scores_`) are residuals
   on the target transfer samples, not the master's CV residuals.
@@ -17,7 +17,7 @@ target with what the method may see:
   samples) — the domain-invariant head on the model's representation.
 
 Why the final mean shift: the model reads standardised spectra, and the features are returned to
-each spectrum's own level and scale outside it (`transfer.adaptable`), so no adapter can move a
+each spectrum's own level and scale outside it (`model.adaptable`), so no adapter can move a
 level difference between instruments; a mean shift in feature space can, from the same label-free
 (zero-shot) or paired (few-shot) data the adaptation saw.
 
