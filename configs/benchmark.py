@@ -47,6 +47,9 @@ def get_config(arg: str = "corn") -> ml_collections.ConfigDict:
         {"max_components": 20, "n_folds": 10, "rule": "onesigma"}
     )
     config.conformal_alpha = 0.1
+    # Few-shot classical rows: "split" (the method's own scores, else master CV residuals) or
+    # "cv+" (CV+ over the k transfer samples, 5 refits each: target-calibrated, slower).
+    config.intervals = "split"
     config.methods = ALL_METHODS
     config.workers = 2
     # Foundation-model rows (family "model"): adaptation settings of configs/adapt.py; they run

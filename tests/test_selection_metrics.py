@@ -61,3 +61,30 @@ def test_conformal_quantile_and_coverage():
     calibration, test = rng.normal(size=999), rng.normal(size=20000)
     q = conformal_quantile(calibration, 0.1)
     assert interval_coverage(test, np.zeros_like(test), q) == pytest.approx(0.9, abs=0.02)
+
+
+def test_cv_plus_covers_a_shifted_target_at_the_nominal_level():
+    # A linear calibration transferred by least squares on k pairs of a shifted target: CV+
+    # intervals from 5 folds of the transfer samples cover new target samples at ~90 %.
+    from caltransfer_jax.benchmark.metrics import cv_plus_interval
+
+    rng = np.random.default_rng(0)
+    covered = []
+    for _ in range(300):
+        beta = rng.normal(size=3)
+        x_t, x_test = rng.normal(size=(20, 3)), rng.normal(size=(50, 3))
+        y_t = x_t @ beta + 1.5 + 0.3 * rng.normal(size=20)  # the target: offset + noise
+        y_test = x_test @ beta + 1.5 + 0.3 * rng.normal(size=50)
+        folds = rng.permutation(20) % 5
+        predictions, residuals = np.empty((20, 50)), np.empty(20)
+        for f in range(5):
+            held = folds == f
+            design = np.c_[x_t[~held], np.ones((~held).sum())]
+            coef = np.linalg.lstsq(design, y_t[~held], rcond=None)[0]
+            predictions[held] = np.c_[x_test, np.ones(50)] @ coef
+            residuals[held] = np.abs(y_t[held] - np.c_[x_t[held], np.ones(held.sum())] @ coef)
+        lower, upper = cv_plus_interval(predictions, residuals, 0.1)
+        covered.append(np.mean((lower <= y_test) & (y_test <= upper)))
+    assert 0.87 <= np.mean(covered) <= 0.95
+    lower, upper = cv_plus_interval(np.zeros((5, 3)), np.ones(5), 0.1)  # too few for 90 %
+    assert np.isinf(lower).all() and np.isinf(upper).all()

@@ -57,3 +57,31 @@ def interval_coverage(y_true, y_pred, half_width: float) -> float:
     y_true = np.asarray(y_true, dtype=np.float64).ravel()
     y_pred = np.asarray(y_pred, dtype=np.float64).ravel()
     return float(np.mean(np.abs(y_true - y_pred) <= half_width))
+
+
+def cv_plus_interval(
+    fold_predictions: np.ndarray, residuals: np.ndarray, alpha: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """CV+ prediction intervals (Barber, Candès, Ramdas & Tibshirani, Ann. Statist. 49, 2021).
+
+    Args:
+        fold_predictions: (n, m) — row i: the predictions for the m test points of the model
+            refitted without calibration point i's fold.
+        residuals: (n,) |y_i − prediction of point i by that same model|.
+        alpha: miscoverage (coverage ≥ 1 − 2·alpha guaranteed, ≈ 1 − alpha in practice).
+
+    Returns:
+        (lower, upper), (m,) each; ∓inf when n is too small for the level.
+    """
+    residuals = np.abs(np.asarray(residuals, dtype=np.float64))[:, None]
+    n = residuals.shape[0]
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must be in (0, 1); got {alpha}")
+    high = math.ceil((1 - alpha) * (n + 1))
+    low = math.floor(alpha * (n + 1))
+    m = fold_predictions.shape[1]
+    if high > n or low < 1:
+        return np.full(m, -np.inf), np.full(m, np.inf)
+    lower = np.sort(fold_predictions - residuals, axis=0)[low - 1]
+    upper = np.sort(fold_predictions + residuals, axis=0)[high - 1]
+    return lower, upper

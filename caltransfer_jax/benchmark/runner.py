@@ -26,7 +26,7 @@ from threadpoolctl import threadpool_limits
 from caltransfer_jax.benchmark import report
 from caltransfer_jax.benchmark.metrics import (
     conformal_quantile,
-    interval_coverage,
+    cv_plus_interval,
     regression_metrics,
 )
 from caltransfer_jax.benchmark.protocol import (
@@ -107,9 +107,16 @@ def _run_job(job: Job, settings: dict) -> tuple[list[dict], list[dict]]:
     records, predictions = [], []
     alpha = settings["conformal_alpha"]
 
-    def record(name, family, k, selection, draw, predicted_std, residuals_std, seconds, guard=""):
+    def record(
+        name, family, k, selection, draw, predicted_std, residuals_std, seconds, guard="", cv=None
+    ):
         predicted = np.asarray(predicted_std) * sd + mu
-        half_width = conformal_quantile(np.asarray(residuals_std) * sd, alpha)
+        if cv is None:  # split-conformal on the method's scores
+            half_width = conformal_quantile(np.asarray(residuals_std) * sd, alpha)
+            lower, upper = predicted - half_width, predicted + half_width
+        else:  # CV+ over the transfer samples
+            lower, upper = (np.asarray(b) * sd + mu for b in cv)
+            half_width = float(np.mean((upper - lower) / 2))
         records.append(
             {
                 "dataset": dataset.name,
@@ -123,8 +130,9 @@ def _run_job(job: Job, settings: dict) -> tuple[list[dict], list[dict]]:
                 "split": split.index,
                 "draw": draw,
                 **regression_metrics(y_test, predicted),
-                "coverage": interval_coverage(y_test, predicted, half_width),
+                "coverage": float(np.mean((lower <= y_test) & (y_test <= upper))),
                 "interval_half_width": half_width,
+                "interval": "cv+" if cv is not None else "split",
                 "n_test": len(test),
                 "fit_seconds": seconds,
                 # Model rows: what their safety check did ("none", "mean re-centring", …).
@@ -191,7 +199,14 @@ def _run_job(job: Job, settings: dict) -> tuple[list[dict], list[dict]]:
         seconds = time.perf_counter() - start
         residuals, _ = conformity_scores(method, master)
         guard = getattr(method, "guard_", {}).get("action", "")
-        record(spec.name, spec.family, k, selection, draw, predicted, residuals, seconds, guard)
+        cv = None
+        if settings["intervals"] == "cv+" and spec.family == "classical" and k >= 2:
+            seed = (split.index, k, draw)
+            cv = _cv_plus(
+                spec, (master, pls, context), master_pool, y_pool_std, arrays, X_test, seed
+            )
+            cv = cv and cv_plus_interval(*cv, alpha)
+        record(spec.name, spec.family, k, selection, draw, predicted, residuals, seconds, guard, cv)
 
     transfer_ids = {(s.k, s.selection, s.draw): list(s.ids) for s in job.sets}
 
@@ -215,6 +230,30 @@ def _run_job(job: Job, settings: dict) -> tuple[list[dict], list[dict]]:
             if not spec.zero_shot:
                 fit_and_record(spec, arrays, tset.k, tset.selection, tset.draw)
     return records, predictions
+
+
+CV_FOLDS = 5
+_TRANSFER = ("X_master_transfer", "X_target_transfer", "y_transfer")
+
+
+def _cv_plus(spec, build, X, y, arrays, X_test, seed) -> tuple[np.ndarray, np.ndarray] | None:
+    """(fold predictions (k, m), residuals (k,)) of a few-shot method refitted without each of
+    `CV_FOLDS` folds of its k transfer samples (leave-one-out for k ≤ CV_FOLDS); None where a
+    refit on fewer samples is impossible for the method (then the split interval is used)."""
+    k = len(arrays["y_transfer"])
+    folds = np.random.default_rng(seed).permutation(k) % min(CV_FOLDS, k)
+    predictions, residuals = np.empty((k, len(X_test))), np.empty(k)
+    for fold in np.unique(folds):
+        held = folds == fold
+        kept = {key: (v[~held] if key in _TRANSFER else v) for key, v in arrays.items()}
+        try:
+            method = spec.build(*build).fit(X, y, **kept)
+        except (ValueError, np.linalg.LinAlgError):
+            return None
+        predictions[held] = method.predict(X_test)
+        held_out = method.predict(arrays["X_target_transfer"][held])
+        residuals[held] = np.abs(arrays["y_transfer"][held] - held_out)
+    return predictions, residuals
 
 
 def _native_arrays(native: PairedData, arrays: dict, pool: list, ids: list) -> dict:
@@ -290,6 +329,9 @@ def plan(config) -> tuple[list[Split], list[TransferSet], list[Job]]:
     return splits, all_sets, jobs
 
 
+# How few-shot classical rows get their intervals: split-conformal on the method's scores
+# (`methods.base.conformity_scores`), or CV+ over the transfer samples (refits per fold).
+INTERVALS = ("split", "cv+")
 # Fields that may differ when a benchmark is rerun into the same workdir.
 OPERATIONAL_FIELDS = ("workers",)
 
@@ -309,6 +351,7 @@ def validate_config(config) -> None:
         ("pls.n_folds", config.pls.n_folds >= 2, "at least 2"),
         ("pls.rule", config.pls.rule in ("min", "onesigma"), "'min' or 'onesigma'"),
         ("methods", bool(config.methods), f"one or more of {list(methods.METHODS)}"),
+        ("intervals", config.intervals in INTERVALS, f"one of {list(INTERVALS)}"),
     )
     for field, ok, accepted in bounds:
         if not ok:
@@ -347,6 +390,7 @@ def run(config, workdir: str) -> list[dict]:
         "conformal_alpha": config.conformal_alpha,
         "methods": list(config.methods),
         "model": config.model.to_dict(),
+        "intervals": config.intervals,
     }
     uses_model = any(spec.family == "model" for spec in methods.get(config.methods))
     # JAX is not fork-safe: workers that run the model start fresh (spawn).
