@@ -41,7 +41,7 @@ from caltransfer_jax.benchmark.protocol import (
 from caltransfer_jax.data import dataset_file
 from caltransfer_jax.data.dataset import Dataset
 from caltransfer_jax.methods import registry as methods
-from caltransfer_jax.methods.base import conformity_scores
+from caltransfer_jax.methods.base import conformity_scores, cross_validate_transfer
 from caltransfer_jax.methods.classical.pls import PLSRegressionCV
 from caltransfer_jax.methods.classical.preprocessing import make_preprocessing
 from caltransfer_jax.workdir import claim
@@ -202,8 +202,13 @@ def _run_job(job: Job, settings: dict) -> tuple[list[dict], list[dict]]:
         cv = None
         if settings["intervals"] == "cv+" and spec.family == "classical" and k >= 2:
             seed = (split.index, k, draw)
-            cv = _cv_plus(
-                spec, (master, pls, context), master_pool, y_pool_std, arrays, X_test, seed
+            cv = cross_validate_transfer(
+                lambda: spec.build(master, pls, context),
+                master_pool,
+                y_pool_std,
+                arrays,
+                X_test,
+                seed,
             )
             cv = cv and cv_plus_interval(*cv, alpha)
         record(spec.name, spec.family, k, selection, draw, predicted, residuals, seconds, guard, cv)
@@ -230,30 +235,6 @@ def _run_job(job: Job, settings: dict) -> tuple[list[dict], list[dict]]:
             if not spec.zero_shot:
                 fit_and_record(spec, arrays, tset.k, tset.selection, tset.draw)
     return records, predictions
-
-
-CV_FOLDS = 5
-_TRANSFER = ("X_master_transfer", "X_target_transfer", "y_transfer")
-
-
-def _cv_plus(spec, build, X, y, arrays, X_test, seed) -> tuple[np.ndarray, np.ndarray] | None:
-    """(fold predictions (k, m), residuals (k,)) of a few-shot method refitted without each of
-    `CV_FOLDS` folds of its k transfer samples (leave-one-out for k ≤ CV_FOLDS); None where a
-    refit on fewer samples is impossible for the method (then the split interval is used)."""
-    k = len(arrays["y_transfer"])
-    folds = np.random.default_rng(seed).permutation(k) % min(CV_FOLDS, k)
-    predictions, residuals = np.empty((k, len(X_test))), np.empty(k)
-    for fold in np.unique(folds):
-        held = folds == fold
-        kept = {key: (v[~held] if key in _TRANSFER else v) for key, v in arrays.items()}
-        try:
-            method = spec.build(*build).fit(X, y, **kept)
-        except (ValueError, np.linalg.LinAlgError):
-            return None
-        predictions[held] = method.predict(X_test)
-        held_out = method.predict(arrays["X_target_transfer"][held])
-        residuals[held] = np.abs(arrays["y_transfer"][held] - held_out)
-    return predictions, residuals
 
 
 def _native_arrays(native: PairedData, arrays: dict, pool: list, ids: list) -> dict:

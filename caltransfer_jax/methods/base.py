@@ -116,3 +116,37 @@ def conformity_scores(method: TransferMethod, master) -> tuple[np.ndarray, str]:
         np.asarray(master.cv_residuals_),
         "cross-validation residuals of the master calibration (not calibrated on the target)",
     )
+
+
+CV_FOLDS = 5
+_PAIRED = ("X_master_transfer", "X_target_transfer", "y_transfer")
+
+
+def cross_validate_transfer(make_method, X, y, arrays, X_new, seed, folds: int = CV_FOLDS):
+    """A few-shot method refitted without each fold of its k transfer samples.
+
+    Args:
+        make_method: () -> an unfitted method.
+        X, y: the master calibration; arrays: the transfer arrays of the full fit.
+        X_new: (m, p) spectra to predict with every refit (the test set, or none: (0, p)).
+        seed: draws the folds (`folds` of them; leave-one-out for k ≤ folds).
+
+    Returns:
+        (predictions (k, m): row i by the refit without i's fold, residuals (k,) |y_i − its
+        prediction by that refit|), or None where a refit on fewer samples fails.
+    """
+    k = len(arrays["y_transfer"])
+    assignment = np.random.default_rng(seed).permutation(k) % min(folds, k)
+    predictions, residuals = np.empty((k, len(X_new))), np.empty(k)
+    for fold in np.unique(assignment):
+        held = assignment == fold
+        kept = {key: (v[~held] if key in _PAIRED else v) for key, v in arrays.items()}
+        try:
+            method = make_method().fit(X, y, **kept)
+        except (ValueError, np.linalg.LinAlgError):
+            return None
+        if len(X_new):
+            predictions[held] = method.predict(X_new)
+        held_out = method.predict(arrays["X_target_transfer"][held])
+        residuals[held] = np.abs(arrays["y_transfer"][held] - held_out)
+    return predictions, residuals

@@ -32,7 +32,12 @@ from caltransfer_jax import __version__
 from caltransfer_jax.benchmark.metrics import conformal_quantile
 from caltransfer_jax.data.spectra import same_axis
 from caltransfer_jax.methods import registry
-from caltransfer_jax.methods.base import TRANSFER_KEYS, conformity_scores
+from caltransfer_jax.methods.base import (
+    CV_FOLDS,
+    TRANSFER_KEYS,
+    conformity_scores,
+    cross_validate_transfer,
+)
 from caltransfer_jax.methods.classical.pls import PLSRegressionCV
 from caltransfer_jax.methods.classical.preprocessing import make_preprocessing
 
@@ -143,6 +148,19 @@ class CalibrationTransfer(RegressorMixin, BaseEstimator):
         with threadpool_limits(1):  # reproducible to the last bit (see `predict_interval`)
             self.method_.fit(self._prepared("X", X), standardised, **arrays)
         scores, self.interval_basis_ = conformity_scores(self.method_, master)
+        if spec.family == "classical" and not spec.zero_shot and len(arrays["y_transfer"]) >= 2:
+            # Target-calibrated: residuals of refits without each fold of the transfer samples.
+            with threadpool_limits(1):
+                cv = cross_validate_transfer(
+                    lambda: spec.build(master, template, context),
+                    self._prepared("X", X), standardised, arrays, X[:0], self.seed,
+                )  # fmt: skip
+            if cv is not None:
+                scores = cv[1]
+                self.interval_basis_ = (
+                    f"cross-validated residuals on the {len(scores)} target transfer samples "
+                    f"({min(CV_FOLDS, len(scores))} refits)"
+                )
         self.half_width_ = conformal_quantile(scores * self.y_scale_, self.alpha)
         self.wavenumber_, self.target_wavenumber_, self.modality_ = wavenumber, target, modality
         self.n_transfer_ = len(arrays.get("y_transfer", ()))
