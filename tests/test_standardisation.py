@@ -1,6 +1,7 @@
 """DS and PDS: identity between identical instruments, a recovered wavelength shift, exact LOO."""
 
 import numpy as np
+import pytest
 
 from caltransfer_jax.methods.classical.pls import PLSRegressionCV
 from caltransfer_jax.methods.classical.standardisation import (
@@ -91,3 +92,36 @@ def test_ridge_map_matches_normal_equations():
     np.testing.assert_allclose(
         F, np.linalg.solve(Xc.T @ Xc + lam * np.eye(10), Xc.T @ Yc), atol=1e-10
     )
+
+
+def test_auto_chooses_the_candidate_with_the_smallest_cross_validated_rmse():
+    from caltransfer_jax.methods.auto import AutoTransfer
+    from caltransfer_jax.methods.base import cross_validate_transfer
+    from caltransfer_jax.methods.classical.pls import PLSRegressionCV
+    from caltransfer_jax.methods.registry import METHODS
+
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(60, 30)).cumsum(axis=1)
+    y = X[:, 5] - X[:, 20]
+    y = (y - y.mean()) / y.std()
+    # The target instrument: a gain and an offset per point (what DS/PDS can learn).
+    gain = 1 + 0.2 * np.sin(np.arange(30) / 4)
+    ids = rng.choice(60, 15, replace=False)
+    arrays = {
+        "X_master_transfer": X[ids],
+        "X_target_transfer": X[ids] * gain + 0.3,
+        "y_transfer": y[ids],
+        "X_target_unlabelled": X * gain + 0.3,
+    }
+    master = PLSRegressionCV(seed=0).fit(X, y)
+    candidates = ("sbc", "ds", "pds", "target_pls")
+    auto = AutoTransfer(master, PLSRegressionCV(seed=0), {}, candidates=candidates).fit(
+        X, y, **arrays
+    )
+    assert set(auto.criterion_) == set(candidates)
+    assert auto.chosen_ == min(auto.criterion_, key=auto.criterion_.get)
+    spec = METHODS[auto.chosen_]
+    again = cross_validate_transfer(lambda: spec.build(master, None, {}), X, y, arrays, X[:0], 0)
+    assert np.sqrt(np.mean(again[1] ** 2)) == pytest.approx(auto.criterion_[auto.chosen_])
+    direct = spec.build(master, None, {}).fit(X, y, **arrays)
+    np.testing.assert_array_equal(auto.predict(X * gain + 0.3), direct.predict(X * gain + 0.3))

@@ -108,7 +108,17 @@ def _run_job(job: Job, settings: dict) -> tuple[list[dict], list[dict]]:
     alpha = settings["conformal_alpha"]
 
     def record(
-        name, family, k, selection, draw, predicted_std, residuals_std, seconds, guard="", cv=None
+        name,
+        family,
+        k,
+        selection,
+        draw,
+        predicted_std,
+        residuals_std,
+        seconds,
+        guard="",
+        cv=None,
+        chosen="",
     ):
         predicted = np.asarray(predicted_std) * sd + mu
         if cv is None:  # split-conformal on the method's scores
@@ -137,6 +147,8 @@ def _run_job(job: Job, settings: dict) -> tuple[list[dict], list[dict]]:
                 "fit_seconds": seconds,
                 # Model rows: what their safety check did ("none", "mean re-centring", …).
                 "guard": guard,
+                # `auto`: the method it chose from the transfer samples.
+                "chosen": chosen,
             }
         )
         if k == report.SCATTER_K:
@@ -202,8 +214,9 @@ def _run_job(job: Job, settings: dict) -> tuple[list[dict], list[dict]]:
         cv = None
         if settings["intervals"] == "cv+" and spec.family == "classical" and k >= 2:
             seed = (split.index, k, draw)
+            build = getattr(method, "chosen_builder", None)
             cv = cross_validate_transfer(
-                lambda: spec.build(master, pls, context),
+                build() if build else lambda: spec.build(master, pls, context),
                 master_pool,
                 y_pool_std,
                 arrays,
@@ -211,7 +224,11 @@ def _run_job(job: Job, settings: dict) -> tuple[list[dict], list[dict]]:
                 seed,
             )
             cv = cv and cv_plus_interval(*cv, alpha)
-        record(spec.name, spec.family, k, selection, draw, predicted, residuals, seconds, guard, cv)
+        chosen = getattr(method, "chosen_", "")
+        record(
+            spec.name, spec.family, k, selection, draw, predicted, residuals, seconds, guard, cv,
+            chosen,
+        )  # fmt: skip
 
     transfer_ids = {(s.k, s.selection, s.draw): list(s.ids) for s in job.sets}
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
+from caltransfer_jax.methods import auto
 from caltransfer_jax.methods.base import TransferMethod
 from caltransfer_jax.methods.classical import (
     corrections,
@@ -158,6 +159,15 @@ _SPECS = [
         lambda master, pls, context: recalibration.AugmentedPLS(pls),
         False,
         "PLS on master calibration plus the k labelled target samples",
+    ),
+    MethodSpec(
+        "auto",
+        "classical",
+        lambda master, pls, context: auto.AutoTransfer(
+            master, pls, context, seed=context.get("seed", 0)
+        ),
+        False,
+        "the few-shot method with the smallest cross-validated RMSE on the transfer samples",
     ),
     MethodSpec(
         "model_frozen",

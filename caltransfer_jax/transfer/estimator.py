@@ -150,9 +150,10 @@ class CalibrationTransfer(RegressorMixin, BaseEstimator):
         scores, self.interval_basis_ = conformity_scores(self.method_, master)
         if spec.family == "classical" and not spec.zero_shot and len(arrays["y_transfer"]) >= 2:
             # Target-calibrated: residuals of refits without each fold of the transfer samples.
+            build = getattr(self.method_, "chosen_builder", None)
             with threadpool_limits(1):
                 cv = cross_validate_transfer(
-                    lambda: spec.build(master, template, context),
+                    build() if build else lambda: spec.build(master, template, context),
                     self._prepared("X", X), standardised, arrays, X[:0], self.seed,
                 )  # fmt: skip
             if cv is not None:
