@@ -168,6 +168,7 @@ _SPECS = [
         ),
         False,
         "the few-shot method with the smallest cross-validated RMSE on the transfer samples",
+        default=False,  # 10 candidates × 5 refits per transfer: run it when named
     ),
     MethodSpec(
         "model_frozen",
