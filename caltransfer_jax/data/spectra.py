@@ -8,7 +8,7 @@ index never stands in for a position on the axis.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -381,3 +381,18 @@ def check_unique_ids(spectra: Spectra) -> None:
                 f"times on instrument {str(instrument)!r} ({repeated.size} repeated ids); average "
                 "replicates or give them distinct ids"
             )
+
+
+def units_per_label(units, names: Sequence[str], origin: str) -> tuple[str, ...]:
+    """One unit per label name from a sequence or a name -> unit mapping ('' when unknown)."""
+    if units is None:
+        return ("",) * len(names)
+    if isinstance(units, Mapping):
+        unknown = sorted(set(units) - set(names))
+        if unknown:
+            raise SpectraError(f"{origin}: units given for unknown label(s) {unknown}")
+        return tuple(str(units.get(name, "")) for name in names)
+    units = tuple(str(unit) for unit in units)
+    if len(units) != len(names):
+        raise SpectraError(f"{origin}: {len(units)} label units for {len(names)} labels")
+    return units
