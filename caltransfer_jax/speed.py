@@ -41,6 +41,7 @@ from absl import app, flags
 from flax import nnx
 from ml_collections import config_flags
 
+from caltransfer_jax import runtime
 from caltransfer_jax.models import IMPLS, build_model, selective_scan
 from caltransfer_jax.models.model import HEADS
 
@@ -52,6 +53,9 @@ _REPEATS = flags.DEFINE_integer("repeats", 7, "Timed calls per measurement (afte
 _SCAN_LENGTHS = flags.DEFINE_list("scan_lengths", ["129", "2048"], "Scan lengths to time.")
 _SCAN_BATCH = flags.DEFINE_integer("scan_batch", 8, "Batch of the scan measurements.")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of parameters and synthetic data.")
+_RUNTIME = flags.DEFINE_bool(
+    "runtime", False, "Apply the commands' runtime settings first (allocator, compile cache)."
+)
 
 
 def _load() -> dict[str, float]:
@@ -255,7 +259,10 @@ def bench_scans(config, lengths: list[int], batch: int, repeats: int, seed: int)
 
 
 def main(argv: list[str]) -> None:
-    del argv
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    if _RUNTIME.value:
+        runtime.configure()
     config = _CONFIG.value
     repeats = max(_REPEATS.value, 5)
     record: dict[str, Any] = {
@@ -271,6 +278,7 @@ def main(argv: list[str]) -> None:
         "num_points": _NUM_POINTS.value,
         "tokens": _NUM_POINTS.value // config.embedding.patch_size + 2,
         "repeats": repeats,
+        "runtime_settings": _RUNTIME.value,
     }
     record["machine"] = machine_limits(repeats)
     record["parameters"] = parameter_counts(build_model(config, _SEED.value))
