@@ -20,6 +20,7 @@ import zlib
 import numpy as np
 import pytest
 import scipy.io
+from test_readers import _jcamp  # the same synthetic JCAMP-DX writer
 
 from caltransfer_jax.data import jcamp_dx, rawfile
 from caltransfer_jax.data.readers import read_jcamp, read_mat
@@ -162,25 +163,6 @@ def test_binary_content_is_still_binary(tmp_path):
 # JCAMP-DX.
 
 AFFN = ["1000 100 102 102 102 98", "1005 -5 -5 10 11 11"]
-
-
-def _jcamp(data, **header):
-    fields = {
-        "TITLE": "synthetic",
-        "JCAMP-DX": "4.24",
-        "DATA TYPE": "INFRARED SPECTRUM",
-        "XUNITS": "1/CM",
-        "YUNITS": "ABSORBANCE",
-        "XFACTOR": "1",
-        "YFACTOR": "0.001",
-        "FIRSTX": "1000",
-        "LASTX": "1009",
-        "NPOINTS": "10",
-        "FIRSTY": "0.1",
-        **header,
-    }
-    lines = [f"##{k}={v}" for k, v in fields.items() if v is not None]
-    return "\n".join([*lines, "##XYDATA=(X++(Y..Y))", *data, "##END=", ""])
 
 
 @pytest.mark.parametrize(

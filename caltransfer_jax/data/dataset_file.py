@@ -116,9 +116,12 @@ class _Table:
     def field(self, key: str) -> str:
         return f"{self.where}.{key}" if self.where else key
 
+    def location(self, key: str | None = None) -> str:
+        """'FILE: field' — the prefix of every message about this table (or one of its keys)."""
+        return f"{self.origin}: {self.field(key) if key else (self.where or 'top level')}"
+
     def error(self, problem: str, key: str | None = None) -> SpectraError:
-        where = self.field(key) if key else (self.where or "top level")
-        return SpectraError(f"{self.origin}: {where}: {problem}")
+        return SpectraError(f"{self.location(key)}: {problem}")
 
     def get(self, key: str, default=None, kind=str, choices=None, required=False):
         if key not in self.table:
@@ -160,10 +163,7 @@ class _Context:
         fmt = CsvFormat(
             table.get("delimiter", self.csv.delimiter), table.get("decimal", self.csv.decimal)
         )
-        try:
-            fmt.check(self.origin)
-        except SpectraError as error:
-            raise table.error(str(error).split(": ", 1)[1]) from None
+        fmt.check(table.location())
         return fmt
 
 
@@ -224,10 +224,7 @@ def _context(top: _Table, base: pathlib.Path) -> _Context:
 
 
 def _unit(table: _Table, key: str, unit: str) -> str:
-    try:
-        return normalize_unit(unit, table.origin)
-    except SpectraError as error:
-        raise table.error(str(error).split(": ", 1)[1], key) from None
+    return normalize_unit(unit, table.location(key))
 
 
 def _read_instrument(context: _Context, table: _Table, instrument: str):
@@ -392,9 +389,8 @@ def _attach_labels(context: _Context, table: _Table, parts: dict[str, Spectra]):
         not isinstance(columns, list) or not all(isinstance(c, str) for c in columns)
     ):
         raise table.error("must be a list of column names", "columns")
-    id_column = table.get("id_column", context.id_column) if context.pairing == "id" else None
-    if context.pairing == "row":
-        id_column = table.get("id_column")
+    # With pairing by row an id column is only skipped; the top-level one names the spectra's.
+    id_column = table.get("id_column", context.id_column if context.pairing == "id" else None)
     labels = read_label_csv(
         path,
         label_columns=columns,
