@@ -9,8 +9,8 @@ D = B − A is split, in this order, into parts that add up to D:
   mean            the average difference spectrum (what mean re-centring removes);
   offset+scale    per sample, an offset and a multiple of the sample's own master spectrum
                   (least squares on [1, A_i] of what the mean leaves);
-  systematic      what one linear map of the master spectrum predicts of the rest (ridge on the
-                  centred master spectra, ridge by generalised CV, predicted by 10-fold CV so it
+  systematic      what one linear map of the master spectrum predicts of the rest (scikit-learn
+                  RidgeCV, ridge by leave-one-out, predicted by 10-fold CV so it
                   counts only what generalises to new samples — what DS/PDS can learn);
   sample-specific the remainder: differences no shared map predicts.
 
@@ -34,10 +34,13 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 from absl import app, flags, logging
+from sklearn.linear_model import RidgeCV
+from sklearn.model_selection import KFold, cross_val_predict
 
 from caltransfer_jax.data import dataset_file
 from caltransfer_jax.methods.classical.pls import PLSRegressionCV
 from caltransfer_jax.simulate.stats import pair_statistics, simulated_pairs
+from caltransfer_jax.workdir import claim
 
 PARTS = ("mean", "offset+scale", "systematic", "sample-specific")
 _RIDGES = np.logspace(-6, 2, 17)
@@ -61,34 +64,11 @@ def decompose(master: np.ndarray, target: np.ndarray, folds: int = 10) -> dict[s
 
 
 def _cv_ridge_prediction(x: np.ndarray, y: np.ndarray, folds: int) -> np.ndarray:
-    """K-fold cross-validated predictions of y (n, p) from centred x by one ridge map."""
-    n = x.shape[0]
-    out = np.zeros_like(y)
-    order = np.random.default_rng(0).permutation(n)
-    for k in range(folds):
-        test = order[k::folds]
-        train = np.setdiff1d(order, test)
-        xm, ym = x[train].mean(0), y[train].mean(0)
-        u, s, vt = np.linalg.svd(x[train] - xm, full_matrices=False)
-        uty = u.T @ (y[train] - ym)
-        ridge = _gcv_ridge(s, uty, y[train] - ym, u)
-        weights = vt.T @ ((s / (s**2 + ridge))[:, None] * uty)
-        out[test] = (x[test] - xm) @ weights + ym
-    return out
-
-
-def _gcv_ridge(s, uty, y, u) -> float:
-    """Ridge strength (relative to the largest s²) by generalised cross-validation."""
-    scale = s[0] ** 2
-    best, best_score = None, np.inf
-    for ridge in _RIDGES * scale:
-        shrink = s**2 / (s**2 + ridge)
-        fitted = u @ (shrink[:, None] * uty)
-        dof = shrink.sum()
-        score = np.sum((y - fitted) ** 2) / max(y.shape[0] - dof, 1e-9) ** 2
-        if score < best_score:
-            best, best_score = ridge, score
-    return float(best)
+    """K-fold cross-validated predictions of y (n, p) from x by one ridge map (ridge strength
+    by leave-one-out inside each training fold, on a grid relative to the data's scale)."""
+    scale = np.linalg.norm(x - x.mean(0), ord=2) ** 2
+    ridge = RidgeCV(alphas=_RIDGES * scale)
+    return cross_val_predict(ridge, x, y, cv=KFold(folds, shuffle=True, random_state=0))
 
 
 def noise_spectrum(x: np.ndarray) -> np.ndarray:
@@ -219,8 +199,7 @@ def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     args = flags.FLAGS
-    workdir = pathlib.Path(args.workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
+    workdir = claim(args.workdir, "diagnose", None)
     real = {}
     for spec in args.dataset:
         real |= diagnose_dataset(spec, workdir)

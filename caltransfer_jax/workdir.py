@@ -16,7 +16,7 @@ import tempfile
 from typing import Any
 
 MARKER = "caltransfer_workdir.json"
-KINDS = ("pretrain", "benchmark", "adapt", "transfer")
+KINDS = ("pretrain", "benchmark", "adapt", "transfer", "diagnose")
 
 
 class WorkdirError(ValueError):
