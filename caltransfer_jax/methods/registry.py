@@ -26,11 +26,11 @@ from caltransfer_jax.methods.classical import (
 from caltransfer_jax.methods.classical.pls import PLSRegressionCV
 
 
-def _model_method(name: str, context: dict) -> TransferMethod:
+def _model_method(name: str, context: dict, master: PLSRegressionCV | None) -> TransferMethod:
     # Imported on use: the classical path (forked workers) must not load JAX.
     from caltransfer_jax.methods.model import estimators
 
-    return getattr(estimators, name)(**context)
+    return getattr(estimators, name)(**context, master=master)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -173,35 +173,35 @@ _SPECS = [
     MethodSpec(
         "model_frozen",
         "model",
-        lambda master, pls, context: _model_method("ModelFrozen", context),
+        lambda master, pls, context: _model_method("ModelFrozen", context, master),
         True,
         "foundation model: master PLS head on frozen features, no adaptation",
     ),
     MethodSpec(
         "model_ttt",
         "model",
-        lambda master, pls, context: _model_method("ModelTTT", context),
+        lambda master, pls, context: _model_method("ModelTTT", context, master),
         True,
         "foundation model: LoRA test-time training on unlabelled target spectra",
     ),
     MethodSpec(
         "model_dipls",
         "model",
-        lambda master, pls, context: _model_method("ModelDIPLS", context),
+        lambda master, pls, context: _model_method("ModelDIPLS", context, master),
         True,
         "foundation model: unsupervised di-PLS on the frozen features (target pool unlabelled)",
     ),
     MethodSpec(
         "model_dipls_semisupervised",
         "model",
-        lambda master, pls, context: _model_method("ModelDIPLSSemiSupervised", context),
+        lambda master, pls, context: _model_method("ModelDIPLSSemiSupervised", context, master),
         False,
         "foundation model: semi-supervised di-PLS on the frozen features with the transfer samples",
     ),
     MethodSpec(
         "model_lora",
         "model",
-        lambda master, pls, context: _model_method("ModelLoRA", context),
+        lambda master, pls, context: _model_method("ModelLoRA", context, master),
         False,
         "foundation model: LoRA few-shot on the transfer pairs and labels",
     ),

@@ -85,6 +85,8 @@ class ModelMethod(TransferMethod):
         seed: seeds the adaptation's draws (held-out part, batches, masks).
         target_wavenumber: (q,) axis of the target spectra where it differs (another range or
             step); None: the master's.
+        master: the master PLS calibration on the same master spectra, if one is fitted
+            already (the guard's fallback reuses it instead of fitting its own).
     """
 
     def __init__(
@@ -94,12 +96,14 @@ class ModelMethod(TransferMethod):
         modality: str,
         seed: int = 0,
         target_wavenumber: np.ndarray | None = None,
+        master: PLSRegressionCV | None = None,
     ):
         self.settings = settings
         self.wavenumber = wavenumber
         self.modality = modality
         self.seed = seed
         self.target_wavenumber = target_wavenumber
+        self.master = master
 
     def fit(self, X, y, **transfer):
         target = None if self.target_wavenumber is None else len(self.target_wavenumber)

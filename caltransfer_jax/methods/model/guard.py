@@ -45,7 +45,9 @@ def check(method, X, y, arrays, master_fitted: np.ndarray) -> tuple[dict, MeanRe
     def recentred():
         nonlocal recentring
         if recentring is None and same_axis:
-            master = PLSRegressionCV(seed=getattr(method, "seed", 0)).fit(X, y)
+            master = getattr(method, "master", None)
+            if master is None or getattr(master, "coef_", np.empty(0)).shape != (X.shape[1],):
+                master = PLSRegressionCV(seed=getattr(method, "seed", 0)).fit(X, y)
             recentring = MeanRecentring(master).fit(
                 X, y, X_target_unlabelled=arrays["X_target_unlabelled"]
             )
