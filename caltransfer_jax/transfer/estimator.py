@@ -130,9 +130,10 @@ class CalibrationTransfer(RegressorMixin, BaseEstimator):
         if "y_transfer" in arrays:
             arrays["y_transfer"] = (arrays["y_transfer"] - self.y_mean_) / self.y_scale_
         arrays = {k: self._prepared(k, v) for k, v in arrays.items()}
+        X = self._prepared("X", X)
         template = PLSRegressionCV(seed=self.seed, **(self.pls or PLS_DEFAULTS))
         with threadpool_limits(1):
-            master = clone(template).fit(self._prepared("X", X), standardised)
+            master = clone(template).fit(X, standardised)
         context = {
             "settings": self.model,
             "wavenumber": wavenumber,
@@ -146,27 +147,32 @@ class CalibrationTransfer(RegressorMixin, BaseEstimator):
         if missing:
             raise ValueError(f"{self.method} needs {sorted(missing)}")
         with threadpool_limits(1):  # reproducible to the last bit (see `predict_interval`)
-            self.method_.fit(self._prepared("X", X), standardised, **arrays)
-        scores, self.interval_basis_ = conformity_scores(self.method_, master)
-        if spec.family == "classical" and not spec.zero_shot and len(arrays["y_transfer"]) >= 2:
-            # Target-calibrated: residuals of refits without each fold of the transfer samples.
-            build = getattr(self.method_, "chosen_builder", None)
-            with threadpool_limits(1):
-                cv = cross_validate_transfer(
-                    build() if build else lambda: spec.build(master, template, context),
-                    self._prepared("X", X), standardised, arrays, X[:0], self.seed,
-                )  # fmt: skip
-            if cv is not None:
-                scores = cv[1]
-                self.interval_basis_ = (
-                    f"cross-validated residuals on the {len(scores)} target transfer samples "
-                    f"({min(CV_FOLDS, len(scores))} refits)"
-                )
+            self.method_.fit(X, standardised, **arrays)
+        scores, self.interval_basis_ = self._scores(
+            spec, lambda: spec.build(master, template, context), master, X, standardised, arrays
+        )
         self.half_width_ = conformal_quantile(scores * self.y_scale_, self.alpha)
         self.wavenumber_, self.target_wavenumber_, self.modality_ = wavenumber, target, modality
         self.n_transfer_ = len(arrays.get("y_transfer", ()))
         self.guard_ = getattr(self.method_, "guard_", None)
         return self
+
+    def _scores(self, spec, build, master, X, y, arrays) -> tuple[np.ndarray, str]:
+        """Conformity scores for the interval, and what they are: for few-shot classical methods
+        the residuals of refits without each fold of the transfer samples (target-calibrated),
+        else the method's own (`methods.base.conformity_scores`)."""
+        if spec.family == "classical" and not spec.zero_shot and len(arrays["y_transfer"]) >= 2:
+            chosen = getattr(self.method_, "chosen_builder", None)  # `auto`: its choice, fixed
+            with threadpool_limits(1):
+                cv = cross_validate_transfer(
+                    chosen() if chosen else build, X, y, arrays, X[:0], self.seed
+                )
+            if cv is not None:
+                return cv[1], (
+                    f"cross-validated residuals on the {len(cv[1])} target transfer samples "
+                    f"({min(CV_FOLDS, len(cv[1]))} refits)"
+                )
+        return conformity_scores(self.method_, master)
 
     def _prepared(self, key: str, values: np.ndarray) -> np.ndarray:
         if key == "y_transfer" or self.family_ == "model":
