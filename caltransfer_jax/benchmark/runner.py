@@ -107,26 +107,10 @@ def _run_job(job: Job, settings: dict) -> tuple[list[dict], list[dict]]:
     records, predictions = [], []
     alpha = settings["conformal_alpha"]
 
-    def record(
-        name,
-        family,
-        k,
-        selection,
-        draw,
-        predicted_std,
-        residuals_std,
-        seconds,
-        guard="",
-        cv=None,
-        chosen="",
-    ):
+    def record(name, family, k, selection, draw, predicted_std, interval, seconds, **notes):
+        """One record; `interval` from `_interval` (standardised units); `notes`: guard, chosen."""
         predicted = np.asarray(predicted_std) * sd + mu
-        if cv is None:  # split-conformal on the method's scores
-            half_width = conformal_quantile(np.asarray(residuals_std) * sd, alpha)
-            lower, upper = predicted - half_width, predicted + half_width
-        else:  # CV+ over the transfer samples
-            lower, upper = (np.asarray(b) * sd + mu for b in cv)
-            half_width = float(np.mean((upper - lower) / 2))
+        lower, upper = (np.asarray(b) * sd + mu for b in interval.bounds)
         records.append(
             {
                 "dataset": dataset.name,
@@ -141,14 +125,18 @@ def _run_job(job: Job, settings: dict) -> tuple[list[dict], list[dict]]:
                 "draw": draw,
                 **regression_metrics(y_test, predicted),
                 "coverage": float(np.mean((lower <= y_test) & (y_test <= upper))),
-                "interval_half_width": half_width,
-                "interval": "cv+" if cv is not None else "split",
+                "interval_half_width": (
+                    float(np.mean((upper - lower) / 2))
+                    if interval.half_width is None
+                    else interval.half_width * sd
+                ),
+                "interval": interval.kind,
                 "n_test": len(test),
                 "fit_seconds": seconds,
                 # Model rows: what their safety check did ("none", "mean re-centring", …).
-                "guard": guard,
+                "guard": notes.get("guard", ""),
                 # `auto`: the method it chose from the transfer samples.
-                "chosen": chosen,
+                "chosen": notes.get("chosen", ""),
             }
         )
         if k == report.SCATTER_K:
@@ -161,27 +149,16 @@ def _run_job(job: Job, settings: dict) -> tuple[list[dict], list[dict]]:
                 }
             )
 
-    record(
-        methods.MASTER_ON_MASTER,
-        "reference",
-        0,
-        "none",
-        0,
-        master.predict(master_test),
-        master.cv_residuals_,
-        0.0,
-    )
+    predicted = master.predict(master_test)
+    interval = _interval(predicted, master.cv_residuals_, None, alpha)
+    record(methods.MASTER_ON_MASTER, "reference", 0, "none", 0, predicted, interval, 0.0)
     start = time.perf_counter()
     full = clone(pls).fit(target_pool, y_pool_std)
+    predicted = full.predict(target_test)
+    interval = _interval(predicted, full.cv_residuals_, None, alpha)
+    seconds = time.perf_counter() - start
     record(
-        methods.FULL_RECALIBRATION,
-        "reference",
-        len(pool),
-        "all",
-        0,
-        full.predict(target_test),
-        full.cv_residuals_,
-        time.perf_counter() - start,
+        methods.FULL_RECALIBRATION, "reference", len(pool), "all", 0, predicted, interval, seconds
     )
 
     context = {
@@ -210,25 +187,25 @@ def _run_job(job: Job, settings: dict) -> tuple[list[dict], list[dict]]:
         predicted = method.predict(X_test)
         seconds = time.perf_counter() - start
         residuals, _ = conformity_scores(method, master)
-        guard = getattr(method, "guard_", {}).get("action", "")
         cv = None
         if settings["intervals"] == "cv+" and spec.family == "classical" and k >= 2:
-            seed = (split.index, k, draw)
-            build = getattr(method, "chosen_builder", None)
+            chosen = getattr(method, "chosen_builder", None)  # `auto`: its choice, fixed
+            build = chosen() if chosen else lambda: spec.build(master, pls, context)
             cv = cross_validate_transfer(
-                build() if build else lambda: spec.build(master, pls, context),
-                master_pool,
-                y_pool_std,
-                arrays,
-                X_test,
-                seed,
+                build, master_pool, y_pool_std, arrays, X_test, (split.index, k, draw)
             )
-            cv = cv and cv_plus_interval(*cv, alpha)
-        chosen = getattr(method, "chosen_", "")
         record(
-            spec.name, spec.family, k, selection, draw, predicted, residuals, seconds, guard, cv,
-            chosen,
-        )  # fmt: skip
+            spec.name,
+            spec.family,
+            k,
+            selection,
+            draw,
+            predicted,
+            _interval(predicted, residuals, cv, alpha),
+            seconds,
+            guard=getattr(method, "guard_", {}).get("action", ""),
+            chosen=getattr(method, "chosen_", ""),
+        )
 
     transfer_ids = {(s.k, s.selection, s.draw): list(s.ids) for s in job.sets}
 
@@ -252,6 +229,23 @@ def _run_job(job: Job, settings: dict) -> tuple[list[dict], list[dict]]:
             if not spec.zero_shot:
                 fit_and_record(spec, arrays, tset.k, tset.selection, tset.draw)
     return records, predictions
+
+
+@dataclasses.dataclass(frozen=True)
+class _Interval:
+    bounds: tuple[np.ndarray, np.ndarray]  # lower, upper per test sample (standardised units)
+    half_width: float | None  # split: the half width (standardised units); CV+: None (varies)
+    kind: str  # "split" or "cv+"
+
+
+def _interval(predicted, residuals, cv, alpha: float) -> _Interval:
+    """CV+ from (fold predictions, residuals) where given, else split-conformal on residuals."""
+    if cv is not None:
+        lower, upper = cv_plus_interval(*cv, alpha)
+        return _Interval((lower, upper), None, "cv+")
+    half_width = conformal_quantile(residuals, alpha)
+    predicted = np.asarray(predicted)
+    return _Interval((predicted - half_width, predicted + half_width), half_width, "split")
 
 
 def _native_arrays(native: PairedData, arrays: dict, pool: list, ids: list) -> dict:
