@@ -328,3 +328,10 @@ def test_matlab_instruments(tmp_path):
     np.testing.assert_array_equal(data.spectra.on_instrument("b").values, b)
     with pytest.raises(SpectraError, match=r"toy.toml: instruments.a.variable: missing"):
         _load(tmp_path, text.replace('variable = "X"\naxis_variable', "axis_variable", 1))
+
+
+def test_csv_export_never_overwrites(tmp_path):
+    (tmp_path / "m5.csv").write_text("mine")
+    with pytest.raises(FileExistsError, match="is not empty"):
+        write_csv_dataset(dataset_file.load("corn"), tmp_path)
+    assert (tmp_path / "m5.csv").read_text() == "mine"

@@ -23,11 +23,14 @@ from caltransfer_jax.data.spectra import Spectra, from_wavenumber, to_wavenumber
 
 
 def write_csv_dataset(dataset: Dataset, directory: str | pathlib.Path) -> pathlib.Path:
-    """Writes `dataset` as CSV files plus a dataset file into `directory`; returns the file.
+    """Writes `dataset` as CSV files plus a dataset file into a new or empty `directory` (nothing
+    is overwritten); returns the dataset file.
 
     Instruments on their own axes (`dataset.native`) are written on those axes.
     """
     directory = pathlib.Path(directory)
+    if directory.exists() and any(directory.iterdir()):
+        raise FileExistsError(f"{directory} is not empty; write the data set into a new folder")
     directory.mkdir(parents=True, exist_ok=True)
     spectra = dataset.spectra
     first = spectra.on_instrument(dataset.instruments[0])
