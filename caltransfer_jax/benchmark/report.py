@@ -226,24 +226,28 @@ def _plot_scatter(records, predictions, out: pathlib.Path) -> None:
     pairs = sorted({c[:2] for c in combos})
     for source, target, prop in combos:
         ax = axes[props.index(prop)][pairs.index((source, target))]
+        cell = [
+            r
+            for r in records
+            if (r["source"], r["target"], r["property"], r["k"])
+            == (source, target, prop, SCATTER_K)
+            and r["family"] != "reference"
+        ]
+        # Random draws where there are any (Kennard–Stone alone when n_draws = 0), as in the plots
+        # against k.
+        selection = "random" if any(r["selection"] == "random" for r in cell) else "kennard_stone"
         scores = collections.defaultdict(list)
-        for r in records:
-            if (r["source"], r["target"], r["property"], r["k"]) == (
-                source,
-                target,
-                prop,
-                SCATTER_K,
-            ):
-                if r["family"] != "reference":
-                    scores[r["method"]].append(r["r2"])
+        for r in cell:
+            if r["selection"] == selection:
+                scores[r["method"]].append(r["r2"])
         if not scores:
             continue
         best = max(scores, key=lambda m: np.mean(scores[m]))
         points = [
             p
             for p in predictions
-            if (p["source"], p["target"], p["property"], p["method"])
-            == (source, target, prop, best)
+            if (p["source"], p["target"], p["property"], p["method"], p["selection"])
+            == (source, target, prop, best, selection)
         ]
         y_true = np.concatenate([p["y_true"] for p in points])
         y_pred = np.concatenate([p["y_pred"] for p in points])
