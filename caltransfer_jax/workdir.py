@@ -16,6 +16,9 @@ import tempfile
 from typing import Any
 
 MARKER = "caltransfer_workdir.json"
+# Files a claim in progress writes; another process of the same cluster job, claiming at the same
+# moment, must not take them for a stranger's files.
+_IN_FLIGHT = (MARKER + ".tmp", ".write_check")
 KINDS = ("pretrain", "benchmark", "adapt", "transfer", "diagnose")
 
 
@@ -60,7 +63,12 @@ def claim(
     workdir = pathlib.Path(workdir)
     marker = workdir / MARKER
     identity = json.loads(json.dumps(identity)) if identity is not None else None
-    if marker.exists():
+    if workdir.exists() and not workdir.is_dir():
+        raise WorkdirError(f"{workdir} is a file, not a directory")
+    # One listing decides: a mark is written before any other file of a run, so a listing
+    # without it holds no finished file of a sibling process claiming at the same moment.
+    entries = {p.name for p in workdir.iterdir()} if workdir.is_dir() else set()
+    if MARKER in entries:
         try:
             owner = json.loads(marker.read_text())
         except (OSError, json.JSONDecodeError) as error:
@@ -78,14 +86,12 @@ def claim(
                 f"{workdir} holds a {kind} run with another configuration ({shown}); use "
                 "another --workdir"
             )
-    elif workdir.is_dir() and any(workdir.iterdir()):
-        if not any((workdir / name).exists() for name in adopt):
+    elif any(not name.startswith(_IN_FLIGHT) for name in entries):
+        if not entries.intersection(adopt):
             raise WorkdirError(
                 f"{workdir} is not empty and no command of this project marked it ({MARKER} "
                 "is missing); use a new or empty --workdir"
             )
-    elif workdir.exists() and not workdir.is_dir():
-        raise WorkdirError(f"{workdir} is a file, not a directory")
     _check_writable(workdir)
     if write:
         tmp = marker.with_name(marker.name + ".tmp")
@@ -97,7 +103,7 @@ def claim(
 def _check_writable(workdir: pathlib.Path) -> None:
     try:
         workdir.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=workdir, prefix=".write_check"):
+        with tempfile.NamedTemporaryFile(dir=workdir, prefix=_IN_FLIGHT[1]):
             pass
     except OSError as error:
         raise WorkdirError(f"{workdir}: cannot write here ({error.strerror or error})") from None

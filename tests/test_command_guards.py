@@ -59,6 +59,17 @@ def test_unmarked_non_empty_folders_are_refused(tmp_path):
     assert os.listdir(tmp_path) == ["notes.txt"]
 
 
+def test_a_claim_in_progress_is_not_taken_for_a_strangers_files(tmp_path):
+    # Processes of one cluster job claim at the same moment: one may see the other's write check
+    # or half-written mark, never its finished files.
+    (tmp_path / ".write_checkab12").write_text("")
+    (tmp_path / (workdir_lib.MARKER + ".tmp")).write_text("{")
+    workdir_lib.claim(tmp_path, "pretrain", None, write=False)
+    (tmp_path / "config.json").write_text("{}")
+    with pytest.raises(workdir_lib.WorkdirError, match="not empty and no command"):
+        workdir_lib.claim(tmp_path, "benchmark", {}, write=False)
+
+
 @pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere")
 def test_unwritable_workdir_is_refused_before_the_work(tmp_path):
     locked = tmp_path / "locked"
