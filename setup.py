@@ -38,6 +38,7 @@ setup(
         "importlib_resources>=6",
         "jcamp>=1.3",
         "skops>=0.16",
+        "markdown>=3.5",
     ],
     extras_require={"dev": ["pytest>=8", "pytest-xdist>=3.5", "ruff==0.17.6"]},
 )

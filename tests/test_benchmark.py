@@ -125,3 +125,67 @@ def test_report_draws_more_methods_than_the_palette_has_colours(tmp_path):
     report.write_report(records, tmp_path, title="toy")
     assert (tmp_path / "plots" / "r2_vs_k_oil.png").stat().st_size > 1000
     assert "method_24" in (tmp_path / "summary.md").read_text()
+
+
+def test_report_is_one_html_file_with_readable_plots_and_the_oracle_row(tmp_path):
+    import base64
+    import html.parser
+    import io
+
+    import matplotlib.image
+
+    from caltransfer_jax.benchmark import report
+
+    def record(method, family, k, r2, split):
+        return {
+            "dataset": "toy", "source": "a", "target": "b", "property": "oil",
+            "family": family, "method": method, "k": k, "selection": "random", "split": split,
+            "draw": 0, "r2": r2, "rmsep": 1.0 - r2, "coverage": 0.9, "interval_half_width": 0.3,
+            "n_test": 3, "fit_seconds": 0.0, "guard": "",
+        }  # fmt: skip
+
+    scores = {"pds": 0.6, "ds": 0.7, "auto": 0.9, "model_lora": 0.5}
+    records = [
+        record(m, "model" if m.startswith("model") else "classical", k, r2 + 0.01 * s, s)
+        for m, r2 in scores.items()
+        for k in (5, 10)
+        for s in (0, 1)
+    ]
+    records += [record("mean_recentring", "classical", 0, 0.4, s) for s in (0, 1)]
+    records += [record("full_recalibration", "reference", 40, 0.95, s) for s in (0, 1)]
+    predictions = [
+        {**{f: r[f] for f in ("source", "target", "property", "method", "selection", "split",
+                              "draw")}, "y_true": [1.0, 2.0, 3.0], "y_pred": [1.1, 2.2, 2.7]}
+        for r in records if r["k"] == 10
+    ]  # fmt: skip
+    report.write_report(records, tmp_path, title="toy <run>", predictions=predictions)
+
+    summary = (tmp_path / "summary.md").read_text()
+    # The oracle is the best transfer row by test R² without `auto`, per k (k = 0, 5, 10).
+    oracle = f"| *{report.ORACLE}* | *0.400 (mean_recentring)* | *0.705 (ds)* | *0.705 (ds)* |"
+    assert oracle in summary
+
+    class Parser(html.parser.HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.images, self.links, self.cells = [], [], []
+
+        def handle_starttag(self, tag, attrs):
+            attrs = dict(attrs)
+            if tag == "img":
+                self.images.append(attrs["src"])
+            self.links += [v for k, v in attrs.items() if k in ("href", "src")]
+
+        def handle_data(self, data):
+            self.cells.append(data.strip())
+
+    parser = Parser()
+    page = (tmp_path / "report.html").read_text(encoding="utf-8")
+    parser.feed(page)
+    assert "toy &lt;run&gt;" in page
+    assert all(link.startswith("data:image/png;base64,") for link in parser.links)
+    assert len(parser.images) == 3  # R² and RMSEP against k, predicted against reference
+    for src in parser.images:
+        image = matplotlib.image.imread(io.BytesIO(base64.b64decode(src.split(",", 1)[1])))
+        assert image.shape[1] >= 1000  # readable at a glance: at least 1000 px wide
+    assert "auto" in parser.cells and f"{report.ORACLE}" in parser.cells

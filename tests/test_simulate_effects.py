@@ -8,7 +8,9 @@ import pytest
 from caltransfer_jax.simulate.instruments import (
     EFFECTS,
     FINE_GRIDS,
+    PATH_DEGREE,
     Jitter,
+    draw_jitter,
     make_instrument,
     measure,
 )
@@ -27,6 +29,8 @@ NEUTRAL = {
     "noise_relative": 0.0,
     "edge_loss": (0.0, 0.0),
     "response": (0.0, 0.0),
+    "path_response": (0.0,) * PATH_DEGREE,
+    "presentation": 0.0,
 }
 
 
@@ -164,6 +168,49 @@ def test_noise_level_and_its_growth_with_absorbance():
     edgy = dataclasses.replace(inst, edge_loss=(0.0, 0.9))
     edge = measure(edgy, flat, no_jitter(inst, n, seed=1), ("noise",))
     assert edge[:, -1].std() > 5 * edge[:, 350].std()
+
+
+def test_path_response_scales_absorbance_by_a_smooth_function_of_position():
+    coefficients = (0.02, -0.01, 0.0, 0.005, 0.0, 0.0)
+    inst = nir_instrument(path_response=coefficients)
+    fine = band(1940, 60, 0.6) + 0.3
+    truth = measure(inst, fine, no_jitter(inst), ())[0]
+    scaled = measure(inst, fine, no_jitter(inst), ("path_response",))[0]
+    u = inst.u
+    # Legendre P1 = u, P2 = (3u² - 1)/2, P4 = (35u⁴ - 30u² + 3)/8, each scaled to unit RMS.
+    basis = [u, (3 * u**2 - 1) / 2, None, (35 * u**4 - 30 * u**2 + 3) / 8, None, None]
+    r = sum(c * b / np.sqrt(np.mean(b**2)) for c, b in zip(coefficients, basis, strict=True) if c)
+    np.testing.assert_allclose(scaled, truth * (1 + r), rtol=1e-5)
+    # The difference follows the absorbance: largest at the band's peak.
+    diff = np.abs(scaled - truth)
+    peak = np.argmin(np.abs(inst.axis - 1940))
+    assert diff[peak] == pytest.approx(0.9 * abs(r[peak]), rel=1e-3)
+
+
+def test_presentation_differs_per_measurement_and_scales_with_the_instrument():
+    inst = nir_instrument(presentation=0.01)
+    fine = np.repeat(band(1940, 60, 0.6) + 0.3, 400, 0)
+    jitter = draw_jitter(inst, np.random.default_rng([3, 1]), 400)
+    assert jitter.presentation.shape == (400, PATH_DEGREE)
+    truth = measure(inst, fine, jitter, ())
+    measured = measure(inst, fine, jitter, ("presentation",))
+    relative = measured / truth - 1
+    # Independent smooth functions per measurement, of RMS `presentation` on average.
+    assert np.sqrt(np.mean(relative**2)) == pytest.approx(0.01, rel=0.15)
+    assert abs(np.corrcoef(relative[0], relative[1])[0, 1]) < 0.99
+    np.testing.assert_allclose(np.diff(relative, axis=1).std(), 0, atol=0.01 * 0.05)
+    still = measure(dataclasses.replace(inst, presentation=0.0), fine, jitter, ("presentation",))
+    np.testing.assert_array_equal(still, truth)
+
+
+def test_path_length_effects_are_drawn_for_absorbance_instruments_only():
+    for seed in range(20):
+        nir = make_instrument(seed, 0, "NIR", 0)
+        rms = np.sqrt(np.mean((np.asarray(nir.path_response) @ nir.legendre) ** 2))
+        assert 1e-4 < rms < 0.1
+        assert 5e-4 <= nir.presentation <= 1e-2
+        raman = make_instrument(seed, 13, "Raman", 0)
+        assert raman.path_response == (0.0,) * PATH_DEGREE and raman.presentation == 0.0
 
 
 def test_raman_effects():

@@ -1,24 +1,25 @@
-"""Markdown summary and PNG plots of benchmark records.
+"""The benchmark's report: summary.md, report.html (the same tables with every plot embedded:
+one self-contained file that opens in a browser) and the PNG plots (`figures`).
 
 Means and spreads are over splits × random draws; Kennard–Stone selections are reported on
-their own rows. Which method is "best" in a figure is decided from the records only for
-display: nothing here feeds back into any fit.
+their own rows. The "oracle" row of a cell is the best transfer row chosen with the test labels:
+a yardstick for `auto`, shown only here and never used for anything else.
 """
 
 from __future__ import annotations
 
+import base64
 import collections
+import html
 import pathlib
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
+import markdown
 import numpy as np
 
+from caltransfer_jax.benchmark import figures
 from caltransfer_jax.benchmark.protocol import CELL_KEY
 
-SCATTER_K = 10
+ORACLE = "oracle (best by test labels)"
 
 
 def _groups(records, keys):
@@ -92,15 +93,62 @@ def write_report(
                 else ""
             )
             lines.append(f"| {row} | " + " | ".join(cells) + f" | {ref_cell} |")
+        lines += _oracle_line(table, (source, target, prop), ks)
         lines.append("")
     lines += _coverage_lines(records)
     (workdir / "summary.md").write_text("\n".join(lines) + "\n")
     plots = workdir / "plots"
     plots.mkdir(exist_ok=True)
-    for metric in ("r2", "rmsep"):
-        _plot_against_k(records, metric, plots)
+    images = [
+        p for metric in ("r2", "rmsep") for p in figures.plot_against_k(records, metric, plots)
+    ]
     if predictions:
-        _plot_scatter(records, predictions, plots)
+        images.append(figures.plot_scatter(records, predictions, plots))
+    _write_html(workdir / "report.html", title, lines, [p for p in images if p is not None])
+
+
+def _oracle_line(table, cell, ks) -> list[str]:
+    """The best transfer row per k by mean test R² (random draws; `auto` excluded)."""
+    cells = []
+    for k in ks:
+        scores = {
+            key[3]: value[0]
+            for key, value in table.items()
+            if key[:3] == cell
+            and key[4] == k
+            and value[4] in ("classical", "model")
+            and "[KS]" not in key[3]
+            and key[3] != "auto"
+        }
+        best = max(scores, key=scores.get) if scores else None
+        cells.append(f"*{scores[best]:.3f} ({best})*" if best else "")
+    return [f"| *{ORACLE}* | " + " | ".join(cells) + " | |"]
+
+
+def _write_html(path: pathlib.Path, title: str, lines: list[str], images) -> None:
+    """summary.md's text as HTML with the plots embedded (base64 PNG): one file, no links."""
+    body = markdown.markdown("\n".join(lines[1:]), extensions=["tables"])
+    figures_html = "".join(
+        f'<figure><img alt="{html.escape(p.stem)}" src="data:image/png;base64,'
+        f'{base64.b64encode(p.read_bytes()).decode()}"><figcaption>{html.escape(p.name)}'
+        "</figcaption></figure>"
+        for p in images
+    )
+    path.write_text(
+        '<!DOCTYPE html>\n<html><head><meta charset="utf-8">'
+        f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>"
+        f"<h1>{html.escape(title)}</h1><h2>Plots</h2>{figures_html}{body}</body></html>\n",
+        encoding="utf-8",
+    )
+
+
+_CSS = (
+    "body{font-family:system-ui,sans-serif;max-width:1400px;margin:2em auto;padding:0 1em;"
+    "color:#222}table{border-collapse:collapse;margin:0.5em 0 1.5em;font-size:0.9em}"
+    "th,td{border:1px solid #ccc;padding:0.25em 0.6em;text-align:right}"
+    "td:first-child,th:first-child{text-align:left}tr:nth-child(even){background:#f6f6f6}"
+    "img{max-width:100%}figure{margin:1em 0}figcaption{color:#666;font-size:0.85em}"
+)
 
 
 def _overview_lines(table, ks) -> list[str]:
@@ -166,99 +214,3 @@ def _coverage_lines(records) -> list[str]:
             f"{width:.2f} × RMSEP ({len(rs) - len(finite)} records with too few scores: ∞) |"
         )
     return lines + [""]
-
-
-def _plot_against_k(records, metric: str, out: pathlib.Path) -> None:
-    """One panel per instrument pair: transfer methods as lines, k = 0 methods as levels."""
-    for (prop,), rs in _groups(records, ("property",)).items():
-        pairs = sorted({(r["source"], r["target"]) for r in rs})
-        methods = sorted({r["method"] for r in rs})
-        # 20 colours; methods beyond them repeat a colour with another line style.
-        palette = plt.cm.tab20(np.linspace(0, 1, 20))
-        colours = {m: palette[i % 20] for i, m in enumerate(methods)}
-        line_styles = {m: ("-", "-.", (0, (1, 1)))[i // 20 % 3] for i, m in enumerate(methods)}
-        cols = min(3, len(pairs))
-        rows = -(-len(pairs) // cols)
-        fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.6 * rows), squeeze=False)
-        for ax, (source, target) in zip(axes.flat, pairs, strict=False):
-            pair = [r for r in rs if (r["source"], r["target"]) == (source, target)]
-            for (method,), group in sorted(_groups(pair, ("method",)).items()):
-                # Random draws where there are any (Kennard–Stone alone when n_draws = 0).
-                drawn = [r for r in group if r["selection"] in ("random", "none", "all")]
-                group = drawn or group
-                ks = sorted({r["k"] for r in group})
-                means = [np.mean([r[metric] for r in group if r["k"] == k]) for k in ks]
-                style = {"color": colours[method], "label": method, "lw": 1.2}
-                line = line_styles[method]
-                if group[0]["family"] == "reference" or ks == [0]:
-                    dashes = "--" if group[0]["family"] == "reference" else ":"
-                    ax.axhline(means[0], ls=dashes, **style)
-                else:
-                    ax.plot(ks, means, marker="o", ms=3, ls=line, **style)
-            ax.set_title(f"{source} → {target}")
-            ax.set_xlabel("transfer samples k")
-            ax.set_ylabel({"r2": "R²", "rmsep": "RMSEP"}[metric])
-            if metric == "r2":
-                ax.set_ylim(max(-0.5, ax.get_ylim()[0]), 1.0)
-        for ax in axes.flat[len(pairs) :]:
-            ax.axis("off")
-        handles, labels = axes.flat[0].get_legend_handles_labels()
-        fig.legend(handles, labels, loc="center right", fontsize=7, frameon=False)
-        fig.suptitle(
-            f"{prop}: mean {metric.upper()} over splits × random draws "
-            "(dotted: zero-shot, dashed: reference)"
-        )
-        fig.tight_layout(rect=(0, 0, 0.86, 0.95))
-        fig.savefig(out / f"{metric}_vs_k_{prop}.png", dpi=90)
-        plt.close(fig)
-
-
-def _plot_scatter(records, predictions, out: pathlib.Path) -> None:
-    """Predicted against reference for the best transfer method at k = SCATTER_K, per panel."""
-    combos = sorted({(p["source"], p["target"], p["property"]) for p in predictions})
-    fig, axes = plt.subplots(
-        len({c[2] for c in combos}),
-        len({c[:2] for c in combos}),
-        figsize=(3.2 * len({c[:2] for c in combos}), 3.0 * len({c[2] for c in combos})),
-        squeeze=False,
-    )
-    props = sorted({c[2] for c in combos})
-    pairs = sorted({c[:2] for c in combos})
-    for source, target, prop in combos:
-        ax = axes[props.index(prop)][pairs.index((source, target))]
-        cell = [
-            r
-            for r in records
-            if (r["source"], r["target"], r["property"], r["k"])
-            == (source, target, prop, SCATTER_K)
-            and r["family"] != "reference"
-        ]
-        # Random draws where there are any (Kennard–Stone alone when n_draws = 0), as in the plots
-        # against k.
-        selection = "random" if any(r["selection"] == "random" for r in cell) else "kennard_stone"
-        scores = collections.defaultdict(list)
-        for r in cell:
-            if r["selection"] == selection:
-                scores[r["method"]].append(r["r2"])
-        if not scores:
-            continue
-        best = max(scores, key=lambda m: np.mean(scores[m]))
-        points = [
-            p
-            for p in predictions
-            if (p["source"], p["target"], p["property"], p["method"], p["selection"])
-            == (source, target, prop, best, selection)
-        ]
-        y_true = np.concatenate([p["y_true"] for p in points])
-        y_pred = np.concatenate([p["y_pred"] for p in points])
-        ax.scatter(y_true, y_pred, s=4, alpha=0.3)
-        lo, hi = float(min(y_true.min(), y_pred.min())), float(max(y_true.max(), y_pred.max()))
-        ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
-        ax.set_title(
-            f"{source}→{target} {prop}\n{best}, R² {np.mean(scores[best]):.2f}", fontsize=8
-        )
-        ax.set_xlabel("reference")
-        ax.set_ylabel("predicted")
-    fig.tight_layout()
-    fig.savefig(out / f"predicted_vs_reference_k{SCATTER_K}.png", dpi=90)
-    plt.close(fig)

@@ -23,7 +23,7 @@ from absl import logging
 from sklearn.base import clone
 from threadpoolctl import threadpool_limits
 
-from caltransfer_jax.benchmark import report
+from caltransfer_jax.benchmark import figures, report
 from caltransfer_jax.benchmark.metrics import (
     conformal_quantile,
     cv_plus_interval,
@@ -139,7 +139,7 @@ def _run_job(job: Job, settings: dict) -> tuple[list[dict], list[dict]]:
                 "chosen": notes.get("chosen", ""),
             }
         )
-        if k == report.SCATTER_K:
+        if k == figures.SCATTER_K:
             keys = [key for key in RECORD_KEY if key != "k"]  # these are all k = SCATTER_K
             predictions.append(
                 {

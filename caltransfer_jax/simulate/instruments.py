@@ -14,7 +14,14 @@ through its own optics and electronics, in this order (absorbance modalities, NI
    d; per-measurement jitter adds a small extra shift;
 6. noise in the detector signal, σ_T = sqrt((σ_c / I0(u))² + (σ_r T)²), with I0 the throughput,
    which falls towards the ends of the range (the noisy edges of real NIR spectra);
-7. A = -log10(T) + A_ref, then photometric gain and a baseline offset + slope·u + curvature·u².
+7. A = -log10(T) + A_ref, then the effective path length, A · (1 + r(u) + e(u)): r a smooth
+   function of the position (Legendre degrees 1–6) fixed per instrument — sampling optics and
+   penetration depth that differ with wavelength — and e a smaller one drawn per measurement —
+   how the sample was presented that time. Both scale with the absorbance, so they act on the
+   strong bands: the small, chemistry-dependent differences that a linear map of the spectrum
+   predicts (r) or that no map can (e), which is what separates real instruments after mean
+   re-centring (docs/DIAGNOSIS.md);
+8. photometric gain and a baseline offset + slope·u + curvature·u².
 
 Raman instruments work on intensities: the same resampling, ILS and axis error, a Rayleigh-tail
 stray-light term at low shift, detector saturation, a wavelength-dependent response (gain),
@@ -43,7 +50,10 @@ EFFECTS = (
     "baseline",
     "noise",
     "jitter",
+    "path_response",
+    "presentation",
 )
+PATH_DEGREE = 6  # Legendre degrees 1…6 of the path-length response and its per-measurement part
 _FWHM_TO_SIGMA = 1.0 / (2.0 * np.sqrt(2.0 * np.log(2.0)))
 _T_MIN = 1e-6  # detector floor: 6 AU of dynamic range below the reference level
 
@@ -135,6 +145,8 @@ RANGES = {
         "jitter_shift": ("log", 0.005, 0.1),  # × axis_error
         "jitter_offset": ("log", 1e-4, 1e-2),
         "jitter_gain": ("log", 1e-4, 5e-3),
+        "path_response": ("log", 1e-3, 3e-2),  # RMS of r(u) over the range
+        "presentation": ("log", 5e-4, 1e-2),  # RMS of e(u) per measurement
     },
     "IR": {
         "offset": (-0.02, 0.02),
@@ -150,6 +162,8 @@ RANGES = {
         "jitter_shift": ("log", 0.005, 0.1),
         "jitter_offset": ("log", 1e-4, 3e-3),
         "jitter_gain": ("log", 1e-4, 5e-3),
+        "path_response": ("log", 1e-3, 3e-2),
+        "presentation": ("log", 5e-4, 1e-2),
     },
     "Raman": {
         "offset": (0.0, 0.05),
@@ -165,6 +179,8 @@ RANGES = {
         "jitter_shift": ("log", 0.005, 0.1),
         "jitter_offset": ("log", 1e-4, 3e-3),
         "jitter_gain": ("log", 1e-3, 2e-2),
+        "path_response": (0.0, 0.0),  # Raman intensities: the response curve plays this part
+        "presentation": (0.0, 0.0),
     },
 }
 _RAYLEIGH_DECAY = (50.0, 200.0)  # cm⁻¹, decay length of the Rayleigh tail
@@ -193,6 +209,8 @@ class Instrument:
       response: Raman only, (r1, r2) of the response curve 1 + r1 u + r2 u².
       jitter: per-measurement standard deviations (shift, offset, gain).
       template: the instrument type's name.
+      path_response: (PATH_DEGREE,) Legendre coefficients (degrees 1…) of r(u), NIR/IR.
+      presentation: RMS of the per-measurement path-length function e(u), NIR/IR.
     """
 
     instrument_id: int
@@ -218,11 +236,14 @@ class Instrument:
     response: tuple[float, float]
     jitter: tuple[float, float, float]
     template: str
+    path_response: tuple[float, ...] = (0.0,) * PATH_DEGREE
+    presentation: float = 0.0
     internal: Grid = dataclasses.field(init=False, repr=False)  # ILS grid, uniform in `unit`
     fine_index: np.ndarray = dataclasses.field(init=False, repr=False)  # internal on fine grid
     u: np.ndarray = dataclasses.field(init=False, repr=False)  # (p,) -1 … +1 across the range
     throughput: np.ndarray = dataclasses.field(init=False, repr=False)  # (p,) I0(u)
     wavenumber: np.ndarray = dataclasses.field(init=False, repr=False)  # (p,) float32, cm⁻¹
+    legendre: np.ndarray = dataclasses.field(init=False, repr=False)  # (PATH_DEGREE, p) float32
 
     def __post_init__(self):
         axis = np.asarray(self.axis, dtype=np.float64)
@@ -251,8 +272,23 @@ class Instrument:
             ("u", u),
             ("throughput", np.maximum(i0, 0.02)),
             ("wavenumber", to_wavenumber(axis, self.unit).astype(np.float32)),
+            ("legendre", _legendre(u)),
         ):
             object.__setattr__(self, name, value)
+
+
+def _legendre(u: np.ndarray) -> np.ndarray:
+    """(PATH_DEGREE, p) Legendre polynomials of degrees 1… at u, scaled to unit RMS over u."""
+    basis = np.polynomial.legendre.legvander(u, PATH_DEGREE)[:, 1:].T
+    return (basis / np.sqrt(np.mean(basis**2, axis=1, keepdims=True))).astype(np.float32)
+
+
+def _smooth_function(rng: np.random.Generator, rms: float) -> tuple[float, ...]:
+    """Legendre coefficients of a random smooth function of RMS ≈ `rms`, weight falling with
+    degree (slow variations dominate, as in real path-length responses)."""
+    weights = 1.0 / np.arange(1, PATH_DEGREE + 1)
+    coefficients = rng.standard_normal(PATH_DEGREE) * weights
+    return tuple(float(c) for c in coefficients * rms / np.sqrt(np.sum(weights**2)))
 
 
 def _draw(rng: np.random.Generator, spec) -> float:
@@ -309,6 +345,9 @@ def make_instrument(
             _draw(rng, r["jitter_gain"]),
         ),
         template=t.name,
+        # Drawn last, so the parameters above are those drawn before these effects existed.
+        path_response=_smooth_function(rng, _draw(rng, r["path_response"])),
+        presentation=_draw(rng, r["presentation"]),
     )
 
 
@@ -321,19 +360,25 @@ class Jitter:
       offset: (n,) extra baseline offset.
       gain: (n,) relative gain change.
       noise: (n, p) standard normal draws for the detector noise.
+      presentation: (n, PATH_DEGREE) Legendre coefficients of the per-measurement path-length
+        function e(u) for an instrument of `presentation` 1 (None: none).
     """
 
     shift: np.ndarray
     offset: np.ndarray
     gain: np.ndarray
     noise: np.ndarray
+    presentation: np.ndarray | None = None
 
 
 def draw_jitter(instrument: Instrument, rng: np.random.Generator, n: int = 1) -> Jitter:
     """Draws n measurements' jitter and noise from `rng` (shapes (n,) and (n, p))."""
     shift, offset, gain = rng.standard_normal((3, n)) * np.array(instrument.jitter)[:, None]
     noise = rng.standard_normal((n, instrument.axis.size), dtype=np.float32)
-    return Jitter(shift=shift, offset=offset, gain=gain, noise=noise)
+    # From a child stream, so the draws above are those made before this effect existed.
+    child = rng.spawn(1)[0]
+    presentation = np.array([_smooth_function(child, 1.0) for _ in range(n)])
+    return Jitter(shift=shift, offset=offset, gain=gain, noise=noise, presentation=presentation)
 
 
 def _lerp(x: np.ndarray, pos: np.ndarray) -> np.ndarray:
@@ -419,7 +464,14 @@ def measure(
     if raman:
         out = signal * gain
     else:
-        out = (a_ref - np.log10(np.maximum(signal, _T_MIN))) * gain
+        out = a_ref - np.log10(np.maximum(signal, _T_MIN))
+        path = np.zeros_like(u, dtype=np.float32)
+        if "path_response" in on:
+            path = np.asarray(inst.path_response, np.float32) @ inst.legendre
+        if "presentation" in on and jitter.presentation is not None:
+            coefficients = (jitter.presentation * inst.presentation).astype(np.float32)
+            path = path + coefficients @ inst.legendre
+        out = out * (1 + path) * gain
     if "baseline" in on:
         out = out + (inst.offset + inst.slope * u + inst.curvature * u**2).astype(np.float32)
     if "jitter" in on:
