@@ -125,3 +125,35 @@ def test_auto_chooses_the_candidate_with_the_smallest_cross_validated_rmse():
     assert np.sqrt(np.mean(again[1] ** 2)) == pytest.approx(auto.criterion_[auto.chosen_])
     direct = spec.build(master, None, {}).fit(X, y, **arrays)
     np.testing.assert_array_equal(auto.predict(X * gain + 0.3), direct.predict(X * gain + 0.3))
+
+
+def test_auto_zero_shot_picks_the_label_free_distribution_match():
+    from scipy.stats import wasserstein_distance
+
+    from caltransfer_jax.methods.auto import AutoZeroShot
+    from caltransfer_jax.methods.classical.pls import PLSRegressionCV
+
+    X, y = _spectra(80, 0)
+    y = (y - y.mean()) / y.std()
+    # The target pool: new samples of the same population on an instrument with an offset
+    # spectrum (a baseline). Without correction the predictions shift; re-centring removes it.
+    X_pool, y_pool = _spectra(60, 5)
+    baseline = 0.05 + 0.3 * np.exp(-0.5 * ((GRID - 30.0) / 9.0) ** 2)  # on a calibration band
+    master = PLSRegressionCV(max_components=6, seed=0).fit(X, y)
+    candidates = ("no_transfer", "mean_recentring")
+    auto = AutoZeroShot(master, PLSRegressionCV(seed=0), {}, candidates=candidates).fit(
+        X, y, X_target_unlabelled=X_pool + baseline
+    )
+    assert auto.chosen_ == "mean_recentring"
+    assert auto.criterion_["no_transfer"] > 5 * auto.criterion_["mean_recentring"]
+    # The criterion: W1 between the target-pool predictions and the master's CV predictions.
+    expected = wasserstein_distance(
+        master.predict(X_pool + baseline).ravel(), y - master.cv_residuals_
+    )
+    assert auto.criterion_["no_transfer"] == pytest.approx(expected)
+    # It needs the master's CV residuals on the spectra it is given, and never target labels.
+    assert "y_transfer" not in AutoZeroShot.requires
+    with pytest.raises(ValueError, match="cross-validated residuals"):
+        AutoZeroShot(master, None, {}, candidates=candidates).fit(
+            X[:40], y[:40], X_target_unlabelled=X_pool
+        )

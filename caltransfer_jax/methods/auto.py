@@ -1,4 +1,4 @@
-"""`auto`: the transfer method chosen from the user's own transfer samples.
+"""`auto` and `auto_zero_shot`: the transfer method chosen from what the user has.
 
 Which method transfers best changes with the data set, the property and k (corn m5→mp6
 moisture: di-PLS at small k, GCT-PLS or DS at larger k; tablets assay: PDS). `AutoTransfer`
@@ -6,6 +6,18 @@ refits every candidate few-shot method without each fold of the k transfer sampl
 (`base.cross_validate_transfer`, 5 folds, leave-one-out below), takes the one whose held-out
 target residuals have the smallest RMSE, and refits it on all k. Nothing but the master
 calibration and the transfer samples is used, so the choice can be made by any user.
+
+`AutoZeroShot` (k = 0: no target labels) chooses among the zero-shot methods by a label-free
+criterion: the Wasserstein-1 distance between the distribution of a candidate's predictions on
+the unlabelled target pool and that of the master calibration's cross-validated predictions on
+the master pool. Why: every zero-shot method already assumes that the target pool is a sample of
+the master's population (mean re-centring equates the means, di-PLS the covariances); under that
+assumption a correct transfer predicts the target pool with the distribution the master
+calibration has on its own population out of sample, while a transfer error e shifts the
+predictions (bias) or widens them (var ŷ = var y_cal-pred + var e for errors independent of the
+property). The criterion is blind to errors that leave the distribution unchanged (e.g. the
+right distribution assigned to the wrong samples), and it is meaningless when the target pool
+is not the same population — the cases it cannot see are those no label-free rule can.
 """
 
 from __future__ import annotations
@@ -13,6 +25,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 import numpy as np
+from scipy.stats import wasserstein_distance
 
 from caltransfer_jax.methods.base import TransferMethod, cross_validate_transfer
 
@@ -29,6 +42,8 @@ CANDIDATES = (
     "target_pls",
     "augmented_pls",
 )
+# The zero-shot methods `auto_zero_shot` chooses among (standards_offset where standards exist).
+ZERO_SHOT_CANDIDATES = ("mean_recentring", "dipls", "emsc_dipls", "standards_offset")
 
 
 class AutoTransfer(TransferMethod):
@@ -89,3 +104,56 @@ class AutoTransfer(TransferMethod):
 
     def predict(self, X):
         return self.method_.predict(X)
+
+
+class AutoZeroShot(TransferMethod):
+    """The zero-shot candidate whose target-pool predictions are distributed most like the
+    master calibration's out-of-sample predictions (Wasserstein-1; module docstring: why).
+
+    Args:
+        master: the fitted master calibration (its `cv_residuals_` give the reference
+            distribution); pls: the candidates' PLS template; context: the registry's context.
+        candidates: registry names to choose among (those whose inputs are missing are skipped).
+
+    Attributes:
+        chosen_: the chosen method's name; criterion_: name -> distance (standardised units);
+        method_: the chosen method, fitted.
+    """
+
+    requires: ClassVar[frozenset[str]] = frozenset({"X_target_unlabelled"})
+
+    def __init__(self, master=None, pls=None, context=None, candidates=ZERO_SHOT_CANDIDATES):
+        self.master = master
+        self.pls = pls
+        self.context = context
+        self.candidates = candidates
+
+    def fit(self, X, y, **transfer):
+        from caltransfer_jax.methods import registry
+
+        X, y, arrays = self._check(X, y, transfer)
+        residuals = getattr(self.master, "cv_residuals_", None)
+        if residuals is None or len(residuals) != len(y):
+            raise ValueError(
+                "auto_zero_shot needs the master calibration's cross-validated residuals on the "
+                "master spectra it is given (fit the master with cross-validation on X)"
+            )
+        reference = y - np.asarray(residuals)
+        pool = arrays["X_target_unlabelled"]
+        self.criterion_, fitted = {}, {}
+        for spec in registry.get(self.candidates):
+            method = spec.build(self.master, self.pls, self.context or {})
+            if not method.requires <= set(arrays):
+                continue
+            fitted[spec.name] = method.fit(X, y, **arrays)
+            predicted = np.asarray(method.predict(pool), dtype=np.float64).ravel()
+            self.criterion_[spec.name] = float(wasserstein_distance(predicted, reference))
+        if not self.criterion_:
+            raise ValueError("auto_zero_shot: no candidate method has the inputs it needs")
+        self.chosen_ = min(self.criterion_, key=self.criterion_.get)
+        self.method_ = fitted[self.chosen_]
+        return self
+
+    def predict(self, X):
+        return self.method_.predict(X)
+

@@ -171,6 +171,14 @@ _SPECS = [
         default=False,  # 10 candidates × 5 refits per transfer: run it when named
     ),
     MethodSpec(
+        "auto_zero_shot",
+        "classical",
+        lambda master, pls, context: auto.AutoZeroShot(master, pls, context),
+        True,
+        "the zero-shot method whose target-pool predictions are distributed most like the "
+        "master calibration's cross-validated predictions (label-free)",
+    ),
+    MethodSpec(
         "model_frozen",
         "model",
         lambda master, pls, context: _model_method("ModelFrozen", context, master),
