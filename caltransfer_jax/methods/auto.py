@@ -156,4 +156,3 @@ class AutoZeroShot(TransferMethod):
 
     def predict(self, X):
         return self.method_.predict(X)
-
