@@ -15,7 +15,10 @@ tokens + [CLS] + [DOMAIN] at patch 16):
 - parameter count per module;
 - every `selective_scan` implementation at the model's scan size (d = expand·d_model, n =
   d_state, batch `--scan_batch`) for each length in `--scan_lengths`, forward and
-  forward + backward.
+  forward + backward, each also as a fraction of this machine's `exp` throughput (measured in
+  the same run): the time the scan's b·l·d·n exponentials of exp(Δ·A) alone would take (twice
+  that for forward + backward, which recomputes them) over the measured time — the bound a
+  scan that did nothing else per state element would reach.
 
 The machine load (`os.getloadavg`) is recorded before and after; on a shared machine compare
 only figures taken in the same run. XLA's cost analysis counts a `while` loop body once, not once
@@ -125,7 +128,12 @@ def machine_limits(repeats: int) -> dict[str, float]:
     # size runs several times slower on CPU (page faults on first touch), reported beside it.
     in_place = time_compiled(lambda v: (v + 1.0, None), (x,), repeats, carry=True)
     fresh = time_compiled(lambda v: v + 1.0, (jnp.ones_like(x),), repeats)
+    exp_elems = 16 * 2**20
+    exp = time_compiled(
+        lambda v: (jnp.exp(v), None), (-jnp.ones((exp_elems,)),), repeats, carry=True
+    )
     return {
+        "exp_per_s": exp_elems / exp["median_s"],
         "matmul_size": n,
         "matmul_gflops": 2 * n**3 / matmul["median_s"] / 1e9,
         "copy_gbytes_per_s": 2 * 4 * copy_elems / in_place["median_s"] / 1e9,
@@ -220,8 +228,11 @@ def bench_model(config, batch_size: int, num_points: int, repeats: int, seed: in
     return results
 
 
-def bench_scans(config, lengths: list[int], batch: int, repeats: int, seed: int) -> dict:
-    """Times every scan implementation (forward, forward + backward) at the model's sizes."""
+def bench_scans(
+    config, lengths: list[int], batch: int, repeats: int, seed: int, exp_per_s: float
+) -> dict:
+    """Times every scan implementation (forward, forward + backward) at the model's sizes;
+    `exp_per_s`: the machine's exp throughput (`machine_limits`)."""
     channels = config.mamba.expand * config.d_model
     state = config.mamba.d_state
     discretization = config.mamba.discretization
@@ -254,6 +265,10 @@ def bench_scans(config, lengths: list[int], batch: int, repeats: int, seed: int)
                     jax.grad(loss, argnums=(0, 1, 2, 3, 4)), args, repeats
                 ),
             }
+            exps = batch * length * channels * state
+            for name, count in (("forward", exps), ("forward_backward", 2 * exps)):
+                timing = per_impl[impl][name]
+                timing["fraction_of_exp_throughput"] = count / exp_per_s / timing["median_s"]
         results[str(length)] = per_impl
     return results
 
@@ -296,7 +311,12 @@ def main(argv: list[str]) -> None:
         record["model"][str(size)] = entry
         print(f"batch {size}: " + json.dumps({k: v["median_s"] for k, v in entry.items()}))
     record["scan"] = bench_scans(
-        config, list(map(int, _SCAN_LENGTHS.value)), _SCAN_BATCH.value, repeats, _SEED.value
+        config,
+        list(map(int, _SCAN_LENGTHS.value)),
+        _SCAN_BATCH.value,
+        repeats,
+        _SEED.value,
+        record["machine"]["exp_per_s"],
     )
     record["load_after"] = _load()
     with open(_OUT.value, "w") as f:
