@@ -23,7 +23,8 @@ def model_run(tmp_path_factory, tiny_export):
             "-m",
             "caltransfer_jax.benchmark",
             "--config=configs/benchmark.py:quick",
-            "--config.methods=('mean_recentring','model_frozen','model_ttt','model_lora')",
+            "--config.methods=('mean_recentring','model_frozen','model_ttt','model_lora',"
+            "'model_dipls','model_emsc_dipls','model_dipls_semisupervised')",
             f"--config.model.init={tiny_export}",
             "--config.ks=(0,5)",
             "--config.n_splits=1",
@@ -51,6 +52,9 @@ def test_model_rows_exist_with_every_field(model_run):
         ("model_frozen", 0),
         ("model_ttt", 0),
         ("model_lora", 5),
+        ("model_dipls", 0),
+        ("model_emsc_dipls", 0),
+        ("model_dipls_semisupervised", 5),
     }
     for r in model:
         for field in ("r2", "rmsep", "coverage", "interval_half_width", "fit_seconds"):

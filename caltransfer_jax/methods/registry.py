@@ -200,6 +200,13 @@ _SPECS = [
         "foundation model: unsupervised di-PLS on the frozen features (target pool unlabelled)",
     ),
     MethodSpec(
+        "model_emsc_dipls",
+        "model",
+        lambda master, pls, context: _model_method("ModelEMSCDIPLS", context, master),
+        True,
+        "foundation model: EMSC + unsupervised di-PLS on the frozen features",
+    ),
+    MethodSpec(
         "model_dipls_semisupervised",
         "model",
         lambda master, pls, context: _model_method("ModelDIPLSSemiSupervised", context, master),

@@ -14,7 +14,8 @@ target with what the method may see:
   on the target transfer samples, not the master's CV residuals.
 - `ModelDIPLS` (k = 0) and `ModelDIPLSSemiSupervised` (k > 0): no adaptation; the head is
   di-PLS on the frozen features instead of PLS (unlabelled target pool; plus the k transfer
-  samples) — the domain-invariant head on the model's representation.
+  samples) — the domain-invariant head on the model's representation. `ModelEMSCDIPLS` (k = 0)
+  puts EMSC before the unsupervised di-PLS, as the classical `emsc_dipls` does on raw spectra.
 
 Why the final mean shift: the model reads standardised spectra, and the features are returned to
 each spectrum's own level and scale outside it (`model.adaptable`), so no adapter can move a
@@ -36,6 +37,7 @@ import numpy as np
 
 from caltransfer_jax.methods.base import TransferMethod
 from caltransfer_jax.methods.classical import dipls
+from caltransfer_jax.methods.classical.emsc import EMSCDIPLS
 from caltransfer_jax.methods.classical.pls import PLSRegressionCV
 from caltransfer_jax.methods.model import guard
 from caltransfer_jax.methods.model.adaptable import AdaptableModel
@@ -236,6 +238,19 @@ class ModelDIPLS(ModelMethod):
         pls = super()._fit_head(features, y, arrays, settings)  # the number of components
         target = self._base_features(arrays["X_target_unlabelled"])
         return dipls.UnsupervisedDIPLS(pls).fit(features, y, X_target_unlabelled=target)
+
+
+class ModelEMSCDIPLS(ModelMethod):
+    """Zero-shot: EMSC (master mean reference, polynomial baseline, the target − master mean
+    shift as interferent) then unsupervised di-PLS, on the frozen model's features — the
+    classical `emsc_dipls` with the model's representation in place of the raw spectra."""
+
+    requires: ClassVar[frozenset[str]] = frozenset({"X_target_unlabelled"})
+
+    def _fit_head(self, features, y, arrays, settings):
+        pls = super()._fit_head(features, y, arrays, settings)
+        target = self._base_features(arrays["X_target_unlabelled"])
+        return EMSCDIPLS(pls).fit(features, y, X_target_unlabelled=target)
 
 
 class ModelDIPLSSemiSupervised(ModelMethod):
