@@ -283,6 +283,16 @@ def _legendre(u: np.ndarray) -> np.ndarray:
     return (basis / np.sqrt(np.mean(basis**2, axis=1, keepdims=True))).astype(np.float32)
 
 
+def _combine(coefficients: np.ndarray, basis: np.ndarray) -> np.ndarray:
+    """coefficients (..., k) · basis (k, p), summed term by term: a matrix product's summation
+    order depends on how many rows it gets, and a sample must come out bit for bit the same
+    whichever batch it is measured in."""
+    out = np.zeros(coefficients.shape[:-1] + basis.shape[1:], np.float32)
+    for j in range(basis.shape[0]):
+        out = out + coefficients[..., j, None] * basis[j]
+    return out
+
+
 def _smooth_function(rng: np.random.Generator, rms: float) -> tuple[float, ...]:
     """Legendre coefficients of a random smooth function of RMS ≈ `rms`, weight falling with
     degree (slow variations dominate, as in real path-length responses)."""
@@ -467,10 +477,10 @@ def measure(
         out = a_ref - np.log10(np.maximum(signal, _T_MIN))
         path = np.zeros_like(u, dtype=np.float32)
         if "path_response" in on:
-            path = np.asarray(inst.path_response, np.float32) @ inst.legendre
+            path = _combine(np.asarray(inst.path_response, np.float32), inst.legendre)
         if "presentation" in on and jitter.presentation is not None:
             coefficients = (jitter.presentation * inst.presentation).astype(np.float32)
-            path = path + coefficients @ inst.legendre
+            path = path + _combine(coefficients, inst.legendre)
         out = out * (1 + path) * gain
     if "baseline" in on:
         out = out + (inst.offset + inst.slope * u + inst.curvature * u**2).astype(np.float32)

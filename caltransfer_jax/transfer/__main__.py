@@ -1,12 +1,13 @@
 r"""Fit a calibration transfer and keep it; predict new target spectra with it.
 
     python -m caltransfer_jax.transfer fit --dataset=PATH.toml --source=S --target=T \
-        --property=P --method=NAME [--k=K] [--init=EXPORT] --workdir=DIR
+        --property=P --method=NAME [--k=K] [--init=EXPORT] [--tolerance=RMSEP] --workdir=DIR
     python -m caltransfer_jax.transfer predict --transfer=DIR/transfer --spectra=FILE.csv \
         --out=PRED.csv
 
 `fit` writes `DIR/transfer/` (the saved transfer, see `transfer.estimator`) and
-`DIR/report.md`. `predict` reads a wide CSV file of target spectra (header: axis positions in
+`DIR/report.md`; with `--tolerance`, also the learning curve estimated from the transfer samples
+and the k that reaches that RMSEP (in the report and `DIR/learning_curve.png`). `predict` reads a wide CSV file of target spectra (header: axis positions in
 the unit the transfer was fitted in unless `--axis_unit` says otherwise) and writes one row per
 spectrum: id, prediction, lower, upper.
 """
@@ -37,6 +38,9 @@ _PREPROCESSING = flags.DEFINE_string("preprocessing", "none", "fit: classical pr
 _INIT = flags.DEFINE_string("init", None, "fit: pretrained export for model methods.")
 _ALPHA = flags.DEFINE_float("alpha", 0.1, "fit: interval miscoverage (0.1: 90 % intervals).")
 _SEED = flags.DEFINE_integer("seed", 0, "fit: seed of CV folds and adaptation.")
+_TOLERANCE = flags.DEFINE_float(
+    "tolerance", None, "fit: RMSEP you need (property units): estimate the k that reaches it."
+)
 _WORKDIR = flags.DEFINE_string("workdir", None, "fit: output directory (must be new or empty).")
 _TRANSFER = flags.DEFINE_string("transfer", None, "predict: a saved transfer directory.")
 _SPECTRA = flags.DEFINE_string("spectra", None, "predict: wide CSV file of target spectra.")
@@ -57,6 +61,14 @@ def fit() -> None:
     if workdir.exists() and any(workdir.iterdir()):
         raise app.UsageError(f"--workdir {workdir} is not empty; choose a new directory")
     claim(workdir, "transfer", None, write=False)  # writable, and no other run's
+    spec = registry.METHODS[_METHOD.value]
+    if _TOLERANCE.value is not None and (
+        not _TOLERANCE.value > 0 or spec.family != "classical" or spec.zero_shot
+    ):
+        raise app.UsageError(
+            "--tolerance needs a positive RMSEP and a classical few-shot --method; got "
+            f"{_TOLERANCE.value} with {_METHOD.value}"
+        )
     dataset = dataset_file.load(_DATASET.value)
     model = None
     if registry.METHODS[_METHOD.value].family == "model":
@@ -75,12 +87,20 @@ def fit() -> None:
         seed=_SEED.value,
     )
     provenance = workflow.fit_on_dataset(
-        dataset, _SOURCE.value, _TARGET.value, _PROPERTY.value, transfer, _K.value
+        dataset,
+        _SOURCE.value,
+        _TARGET.value,
+        _PROPERTY.value,
+        transfer,
+        _K.value,
+        _TOLERANCE.value,
     )
     provenance["dataset_spec"] = str(_DATASET.value)
     claim(workdir, "transfer", None)
     transfer.save(workdir / "transfer", provenance)
     (workdir / "report.md").write_text(workflow.report(transfer, provenance))
+    if provenance["learning_curve"]:
+        workflow.plot_learning_curve(provenance, workdir / "learning_curve.png")
     logging.info("saved the transfer to %s", workdir / "transfer")
 
 

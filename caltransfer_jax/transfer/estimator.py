@@ -40,6 +40,7 @@ from caltransfer_jax.methods.base import (
 )
 from caltransfer_jax.methods.classical.pls import PLSRegressionCV
 from caltransfer_jax.methods.classical.preprocessing import make_preprocessing
+from caltransfer_jax.methods.learning_curve import LearningCurve, estimate_learning_curve
 
 FORMAT = 1
 PLS_DEFAULTS = {"max_components": 20, "n_folds": 10, "rule": "onesigma"}
@@ -156,6 +157,41 @@ class CalibrationTransfer(RegressorMixin, BaseEstimator):
         self.n_transfer_ = len(arrays.get("y_transfer", ()))
         self.guard_ = getattr(self.method_, "guard_", None)
         return self
+
+    def learning_curve(self, X, y, *, repeats: int = 5, **transfer) -> LearningCurve:
+        """How the error falls with the number of transfer samples, estimated from the transfer
+        samples this transfer was fitted with (`methods.learning_curve`), in property units.
+
+        Args:
+            X, y, **transfer: what `fit` was given (classical few-shot methods: refitting a
+                model method for every subset would take hours).
+            repeats: K-fold redraws of the transfer samples.
+        """
+        (spec,) = registry.get([self.method])
+        if spec.family != "classical" or spec.zero_shot:
+            raise ValueError(
+                f"a learning curve needs a classical few-shot method; {self.method} is "
+                f"{'zero-shot' if spec.zero_shot else spec.family}"
+            )
+        if "y_transfer" not in transfer:
+            raise ValueError("a learning curve needs the labelled transfer samples (y_transfer)")
+        standardised = (np.asarray(y, dtype=np.float64).ravel() - self.y_mean_) / self.y_scale_
+        arrays = {k: np.asarray(v, dtype=np.float64) for k, v in transfer.items() if v is not None}
+        arrays["y_transfer"] = (arrays["y_transfer"] - self.y_mean_) / self.y_scale_
+        arrays = {k: self._prepared(k, v) for k, v in arrays.items()}
+        template = PLSRegressionCV(seed=self.seed, **(self.pls or PLS_DEFAULTS))
+        context = {"wavenumber": self.wavenumber_, "modality": self.modality_, "seed": self.seed}
+        with threadpool_limits(1):
+            curve = estimate_learning_curve(
+                lambda fitted: spec.build(fitted, template, context),
+                template,
+                self._prepared("X", np.asarray(X, dtype=np.float64)),
+                standardised,
+                arrays,
+                repeats=repeats,
+                seed=self.seed,
+            )
+        return curve.in_units(self.y_scale_)
 
     def _scores(self, spec, build, master, X, y, arrays) -> tuple[np.ndarray, str]:
         """Conformity scores for the interval, and what they are: for few-shot classical methods

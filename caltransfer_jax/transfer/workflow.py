@@ -32,6 +32,7 @@ def fit_on_dataset(
     prop: str,
     transfer: CalibrationTransfer,
     k: int | None = None,
+    tolerance: float | None = None,
 ) -> dict:
     """Fits `transfer` on a data set; returns the provenance to save with it.
 
@@ -41,6 +42,9 @@ def fit_on_dataset(
         prop: the property to calibrate.
         transfer: an unfitted `CalibrationTransfer` (its method decides what it sees).
         k: transfer samples chosen by Kennard–Stone among the labelled samples (None: all).
+        tolerance: an RMSEP (property units) the user needs: the provenance then holds the
+            learning curve estimated from the transfer samples and the k that reaches it
+            (`CalibrationTransfer.learning_curve`; classical few-shot methods).
     """
     for name in (source, target):
         if name not in dataset.instruments:
@@ -93,6 +97,21 @@ def fit_on_dataset(
         **arrays,
     )
     unit = data.source.label_units[data.source.label_names.index(prop)]
+    curve = None
+    if tolerance is not None:
+        fitted = transfer.learning_curve(
+            data.values("source", labelled), data.labels(prop, labelled), **arrays
+        )
+        needed, low, high = fitted.k_for_tolerance(tolerance)
+        curve = {
+            "sizes": fitted.sizes.tolist(),
+            "rmse": fitted.rmse.tolist(),
+            "rmse_sd": fitted.rmse_sd.tolist(),
+            "mse_params": list(fitted.params),
+            "tolerance": tolerance,
+            "k": needed,
+            "k_range_90": [low, high],
+        }
     return {
         "dataset": dataset.name,
         "source": source,
@@ -104,6 +123,7 @@ def fit_on_dataset(
         "transfer_ids": ids,
         "selection": "none" if not ids else ("all labelled" if k is None else "kennard_stone"),
         "axes": dataset.overlap or "one axis for every instrument",
+        "learning_curve": curve,
     }
 
 
@@ -175,4 +195,65 @@ def report(transfer: CalibrationTransfer, provenance: dict) -> str:
         outcome = f"TRIPPED → {guard['action']}" if guard["tripped"] else "passed"
         lines.append(f"- guard ({guard['criterion']}: {values}): {outcome}")
     lines.append("")
+    curve = provenance.get("learning_curve")
+    if curve:
+        a, b, c = curve["mse_params"]
+        low, high = curve["k_range_90"]
+        lines += [
+            "## How many transfer samples?",
+            "",
+            "Refits on subsets of the transfer samples, each predicting the ones it left out",
+            f"(repeated 5-fold); fitted RMSEP(m) = √({a:.3g} + {b:.3g}·m^−{c:.2g}) {unit}.",
+            "",
+            "| m | held-out RMSEP | sd |",
+            "|---|---|---|",
+            *(
+                f"| {m} | {r:.4g} | {sd:.2g} |"
+                for m, r, sd in zip(curve["sizes"], curve["rmse"], curve["rmse_sd"], strict=True)
+            ),
+            "",
+            f"RMSEP {curve['tolerance']:g} {unit} is reached at k ≈ {curve['k']:.0f} transfer "
+            f"samples (90 % range {low:.0f}–{high:.0f}; ∞: the fitted floor is above it)"
+            + (
+                f"; beyond the largest size refitted ({max(curve['sizes'])}), an extrapolation."
+                if round(curve["k"]) > max(curve["sizes"])
+                else "."
+            ),
+            "",
+        ]
     return "\n".join(lines)
+
+
+def plot_learning_curve(provenance: dict, path: pathlib.Path) -> None:
+    """The estimated learning curve and the tolerance, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curve = provenance["learning_curve"]
+    a, b, c = curve["mse_params"]
+    sizes = np.asarray(curve["sizes"], dtype=float)
+    upper = max(sizes.max(), curve["k"] if np.isfinite(curve["k"]) else 0) * 1.3
+    m = np.linspace(sizes.min(), upper, 200)
+    fig, ax = plt.subplots(figsize=(8.5, 5.0))
+    ax.errorbar(
+        sizes,
+        curve["rmse"],
+        yerr=curve["rmse_sd"],
+        fmt="o",
+        capsize=3,
+        label="held-out RMSEP (± sd over resamples)",
+    )
+    ax.plot(m, np.sqrt(a + b * m**-c), lw=2, label="fitted curve")
+    ax.axhline(curve["tolerance"], color="#c0392b", ls="--", label="tolerance")
+    if np.isfinite(curve["k"]):
+        ax.axvline(curve["k"], color="#c0392b", ls=":", label=f"k ≈ {curve['k']:.0f}")
+    ax.set_xlabel("transfer samples m")
+    ax.set_ylabel(f"RMSEP ({provenance.get('property_unit', '')})")
+    ax.set_title(f"{provenance['source']} → {provenance['target']}, {provenance['property']}")
+    ax.grid(alpha=0.3)
+    ax.legend(frameon=False)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
