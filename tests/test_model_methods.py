@@ -75,7 +75,7 @@ def test_model_rows_never_fit_on_test_samples(model_run):
         assert set(tset["ids"]) <= set(split["pool"])
         assert not set(tset["ids"]) & set(split["test"])
         checked += 1
-    assert checked == 2  # Kennard–Stone and one random draw
+    assert checked == 4  # two few-shot model rows × (Kennard–Stone and one random draw)
     # The unlabelled target spectra a zero-shot row adapts to are the pool's, never the test's.
     for s in splits:
         assert not set(s["pool"]) & set(s["test"])
