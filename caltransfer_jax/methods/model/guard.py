@@ -9,7 +9,11 @@ spectra (the master PLS on target spectra moved to the master mean) when the che
   the master calibration, so its predictions must agree with the master labels in level and
   spread. Tripped when the mean prediction is off by more than `MAX_SHIFT` label SDs, or the
   spread of the predictions differs from that of the master's fitted values by more than a
-  factor `MAX_SPREAD`.
+  factor `MAX_SPREAD`; and, where mean re-centring can run, when the row's predictions on the
+  pool are further (Wasserstein-1) from the master calibration's cross-validated predictions
+  than mean re-centring's are — the label-free criterion of `auto_zero_shot`
+  (`methods/auto.py` says why), with no margin to choose: the row is kept only where that
+  criterion prefers it to its fallback.
 - few-shot (k labelled transfer samples): tripped when the method's RMSE on the transfer samples
   — which it was fitted on, so optimistic — exceeds `MAX_RMSE_RATIO` × that of mean re-centring
   on the same samples.
@@ -21,6 +25,7 @@ instruments have different axes mean re-centring cannot run; the check then only
 from __future__ import annotations
 
 import numpy as np
+from scipy.stats import wasserstein_distance
 
 from caltransfer_jax.methods.classical.corrections import MeanRecentring
 from caltransfer_jax.methods.classical.pls import PLSRegressionCV
@@ -69,6 +74,15 @@ def check(method, X, y, arrays, master_fitted: np.ndarray) -> tuple[dict, MeanRe
         report = {"criterion": "label-free: target pool predictions", "shift": shift}
         report["spread"] = spread
         tripped = shift > MAX_SHIFT or not 1 / MAX_SPREAD <= spread <= MAX_SPREAD
+        residuals = None if recentred() is None else recentring.master_.cv_residuals_
+        if residuals is not None and len(residuals) == len(y):
+            reference = y - residuals  # the master's out-of-sample predictions
+            own = wasserstein_distance(pool, reference)
+            baseline = wasserstein_distance(
+                recentring.predict(arrays["X_target_unlabelled"]), reference
+            )
+            report["w1"], report["w1_mean_recentring"] = float(own), float(baseline)
+            tripped = tripped or own > baseline
     fallback = recentred() if tripped else None
     report["tripped"] = bool(tripped)
     report["action"] = (
