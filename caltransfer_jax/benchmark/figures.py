@@ -28,7 +28,8 @@ _LABELS = {"r2": "R²", "rmsep": "RMSEP"}
 _BEST_LABEL = "best classical row (named per panel)"
 
 
-def _groups(records, keys):
+def group_by(records, keys) -> dict[tuple, list[dict]]:
+    """Records grouped by the values of `keys`."""
     groups = collections.defaultdict(list)
     for r in records:
         groups[tuple(r[k] for k in keys)].append(r)
@@ -54,7 +55,7 @@ def best_classical(pair_records, metric: str = "r2") -> str | None:
     """The classical method with the best mean `metric` over its k (display only)."""
     scores = {
         method: np.mean([r[metric] for r in _drawn(group)])
-        for (method,), group in _groups(pair_records, ("method",)).items()
+        for (method,), group in group_by(pair_records, ("method",)).items()
         if group[0]["family"] == "classical" and method != "auto"
     }
     if not scores:
@@ -77,7 +78,7 @@ def _style(method, family, best, model_colours):
 def plot_against_k(records, metric: str, out: pathlib.Path) -> list[pathlib.Path]:
     """One panel per instrument pair and one figure per property; returns the files written."""
     written = []
-    for (prop,), rs in sorted(_groups(records, ("property",)).items()):
+    for (prop,), rs in sorted(group_by(records, ("property",)).items()):
         pairs = sorted({(r["source"], r["target"]) for r in rs})
         model_methods = sorted({r["method"] for r in rs if r["family"] == "model"})
         model_colours = {
@@ -98,7 +99,7 @@ def plot_against_k(records, metric: str, out: pathlib.Path) -> list[pathlib.Path
             pair = [r for r in rs if (r["source"], r["target"]) == (source, target)]
             best = best_classical(pair, metric)
             muted = 0
-            for (method,), group in sorted(_groups(pair, ("method",)).items()):
+            for (method,), group in sorted(group_by(pair, ("method",)).items()):
                 family = group[0]["family"]
                 ks, mean, sd = _curve(_drawn(group), metric)
                 if family == "reference":

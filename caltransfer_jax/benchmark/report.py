@@ -9,7 +9,6 @@ a yardstick for `auto`, shown only here and never used for anything else.
 from __future__ import annotations
 
 import base64
-import collections
 import html
 import pathlib
 
@@ -22,13 +21,6 @@ from caltransfer_jax.benchmark.protocol import CELL_KEY
 ORACLE = "oracle (best by test labels)"
 
 
-def _groups(records, keys):
-    groups = collections.defaultdict(list)
-    for r in records:
-        groups[tuple(r[k] for k in keys)].append(r)
-    return groups
-
-
 def _row_name(r) -> str:
     return r["method"] + (" [KS]" if r["selection"] == "kennard_stone" else "")
 
@@ -37,8 +29,8 @@ def aggregate(records) -> dict:
     """(source, target, property, row name, k) → (mean R², sd R², mean RMSEP, n, family)."""
     table = {}
     keys = CELL_KEY
-    for key, group in _groups(records, keys).items():
-        for (row, k), rs in _groups(
+    for key, group in figures.group_by(records, keys).items():
+        for (row, k), rs in figures.group_by(
             [dict(r, row=_row_name(r)) for r in group], ("row", "k")
         ).items():
             r2 = np.array([r["r2"] for r in rs])
@@ -199,7 +191,7 @@ def _coverage_lines(records) -> list[str]:
         "| method | mean coverage (finite intervals) | mean interval half-width |",
         "|---|---|---|",
     ]
-    by_method = _groups(records, ("method",))
+    by_method = figures.group_by(records, ("method",))
     for (method,), rs in sorted(by_method.items()):
         finite = [r for r in rs if np.isfinite(r["interval_half_width"])]
         width = (
