@@ -157,3 +157,47 @@ def test_auto_zero_shot_picks_the_label_free_distribution_match():
         AutoZeroShot(master, None, {}, candidates=candidates).fit(
             X[:40], y[:40], X_target_unlabelled=X_pool
         )
+
+
+def test_auto_keeps_its_default_unless_another_is_better_by_a_standard_error():
+    from caltransfer_jax.methods.auto import DEFAULT, AutoTransfer
+    from caltransfer_jax.methods.base import cross_validate_transfer
+    from caltransfer_jax.methods.classical.pls import PLSRegressionCV
+    from caltransfer_jax.methods.registry import METHODS
+
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(60, 30)).cumsum(axis=1)
+    y = X[:, 5] - X[:, 20]
+    y = (y - y.mean()) / y.std()
+    master = PLSRegressionCV(seed=0).fit(X, y)
+    gain = 1 + 0.2 * np.sin(np.arange(30) / 4)
+    outcomes = set()
+    for k, seed in ((15, 0), (15, 1)):
+        ids = np.random.default_rng(seed).choice(60, k, replace=False)
+        arrays = {
+            "X_master_transfer": X[ids],
+            "X_target_transfer": X[ids] * gain + 0.3,
+            "y_transfer": y[ids],
+            "X_target_unlabelled": X * gain + 0.3,
+        }
+        candidates = (DEFAULT, "ds", "target_pls")
+        auto = AutoTransfer(master, PLSRegressionCV(seed=0), {}, candidates=candidates)
+        auto.fit(X, y, **arrays)
+        best = min(auto.criterion_, key=auto.criterion_.get)
+        squared = {
+            name: cross_validate_transfer(
+                lambda name=name: METHODS[name].build(master, PLSRegressionCV(seed=0), {}),
+                X, y, arrays, X[:0], 0,
+            )[1] ** 2
+            for name in (DEFAULT, best)
+        }  # fmt: skip
+        advantage = squared[DEFAULT] - squared[best]
+        se = advantage.std(ddof=1) / np.sqrt(k)
+        clearly = best != DEFAULT and advantage.mean() > se
+        assert auto.chosen_ == (best if clearly else DEFAULT)
+        if best != DEFAULT:
+            assert auto.margin_ == pytest.approx((advantage.mean(), se))
+        outcomes.add(auto.chosen_ == DEFAULT)
+    # One transfer set has a method better by more than a standard error, the other only a
+    # method better by less (kept: the default).
+    assert outcomes == {True, False}
