@@ -68,52 +68,148 @@ class Job:
 def run_job(job: Job, settings: dict) -> tuple[list[dict], list[dict]]:
     """Fits and evaluates every method on one job; returns records and k = 10 predictions."""
     with threadpool_limits(1):
-        return _run_job(job, settings)
+        return _JobRun(job, settings).run()
 
 
-def _run_job(job: Job, settings: dict) -> tuple[list[dict], list[dict]]:
-    dataset = load_dataset(job.dataset)
-    split = job.split
-    data = PairedData(dataset.spectra, job.source, job.target)
-    # The model reads each instrument on its own axis where the instruments' axes differ.
-    native = None
-    if dataset.native is not None:
-        native = PairedData.from_parts(dataset.own(job.source), dataset.own(job.target))
-    pool, test = list(split.pool), list(split.test)
-    check_no_leak(split, pool, f"{job.dataset} split {split.index} pool")
-    # Preprocessing learns only from the master pool spectra.
-    pre = make_preprocessing(settings["preprocessing"]).fit(data.values("source", pool))
-    master_pool = pre.transform(data.values("source", pool))
-    target_pool = pre.transform(data.values("target", pool))
-    target_test = pre.transform(data.values("target", test))
-    master_test = pre.transform(data.values("source", test))
-    y_pool = data.labels(job.prop, pool)
-    y_test = data.labels(job.prop, test)
-    # Labels standardised on the master pool; metrics are reported in the original units.
-    mu, sd = float(y_pool.mean()), float(y_pool.std())
-    y_pool_std = (y_pool - mu) / sd
-    pls = PLSRegressionCV(seed=split.index, **settings["pls"])
-    master = clone(pls).fit(master_pool, y_pool_std)
+class _JobRun:
+    """One job's data, prepared once (preprocessing and label scaling learnt from the master
+    pool only), and the records of every method fitted on it."""
 
-    shared = {"X_target_unlabelled": target_pool}
-    if dataset.standards is not None:
-        shared["X_master_standards"] = pre.transform(
-            dataset.standards.on_instrument(job.source).values
+    def __init__(self, job: Job, settings: dict):
+        self.job, self.settings, self.split = job, settings, job.split
+        self.dataset = dataset = load_dataset(job.dataset)
+        self.data = data = PairedData(dataset.spectra, job.source, job.target)
+        # The model reads each instrument on its own axis where the instruments' axes differ.
+        self.native = None
+        if dataset.native is not None:
+            self.native = PairedData.from_parts(dataset.own(job.source), dataset.own(job.target))
+        self.pool, self.test = list(self.split.pool), list(self.split.test)
+        check_no_leak(self.split, self.pool, f"{job.dataset} split {self.split.index} pool")
+        # Preprocessing learns only from the master pool spectra.
+        self.pre = pre = make_preprocessing(settings["preprocessing"]).fit(
+            data.values("source", self.pool)
         )
-        shared["X_target_standards"] = pre.transform(
-            dataset.standards.on_instrument(job.target).values
+        self.master_pool = pre.transform(data.values("source", self.pool))
+        self.target_test = pre.transform(data.values("target", self.test))
+        self.master_test = pre.transform(data.values("source", self.test))
+        y_pool = data.labels(job.prop, self.pool)
+        self.y_test = data.labels(job.prop, self.test)
+        # Labels standardised on the master pool; metrics are reported in the original units.
+        self.mu, self.sd = float(y_pool.mean()), float(y_pool.std())
+        self.y_pool_std = (y_pool - self.mu) / self.sd
+        self.pls = PLSRegressionCV(seed=self.split.index, **settings["pls"])
+        self.master = clone(self.pls).fit(self.master_pool, self.y_pool_std)
+        self.shared = {"X_target_unlabelled": pre.transform(data.values("target", self.pool))}
+        if dataset.standards is not None:
+            for key, name in (
+                ("X_master_standards", job.source),
+                ("X_target_standards", job.target),
+            ):
+                self.shared[key] = pre.transform(dataset.standards.on_instrument(name).values)
+        self.context = {
+            "settings": settings["model"],
+            "wavenumber": dataset.spectra.wavenumber,
+            "modality": dataset.spectra.modality,
+            "seed": self.split.index,
+        }
+        if self.native is not None:
+            self.context |= {
+                "wavenumber": self.native.source.wavenumber,
+                "target_wavenumber": self.native.target.wavenumber,
+            }
+        self.transfer_ids = {(t.k, t.selection, t.draw): list(t.ids) for t in job.sets}
+        self.records, self.predictions = [], []
+
+    def run(self) -> tuple[list[dict], list[dict]]:
+        """The reference rows, then every method: zero-shot ones once, the others per set."""
+        self._references()
+        specs = methods.get(self.settings["methods"])
+        for spec in specs:
+            if spec.zero_shot:
+                self._fit_and_record(spec, self.shared, 0, "none", 0)
+        for tset in self.job.sets:
+            label = f"{self.job.dataset} split {self.split.index} transfer set"
+            check_no_leak(self.split, tset.ids, label)
+            ids = list(tset.ids)
+            arrays = {
+                **self.shared,
+                "X_master_transfer": self.pre.transform(self.data.values("source", ids)),
+                "X_target_transfer": self.pre.transform(self.data.values("target", ids)),
+                "y_transfer": (self.data.labels(self.job.prop, ids) - self.mu) / self.sd,
+            }
+            for spec in specs:
+                if not spec.zero_shot:
+                    self._fit_and_record(spec, arrays, tset.k, tset.selection, tset.draw)
+        return self.records, self.predictions
+
+    def _references(self) -> None:
+        """Master model on master spectra; full recalibration on the target pool."""
+        alpha = self.settings["conformal_alpha"]
+        predicted = self.master.predict(self.master_test)
+        interval = _interval(predicted, self.master.cv_residuals_, None, alpha)
+        self._record(methods.MASTER_ON_MASTER, "reference", 0, "none", 0, predicted, interval, 0.0)
+        start = time.perf_counter()
+        full = clone(self.pls).fit(self.shared["X_target_unlabelled"], self.y_pool_std)
+        predicted = full.predict(self.target_test)
+        interval = _interval(predicted, full.cv_residuals_, None, alpha)
+        seconds = time.perf_counter() - start
+        self._record(
+            methods.FULL_RECALIBRATION,
+            "reference",
+            len(self.pool),
+            "all",
+            0,
+            predicted,
+            interval,
+            seconds,
         )
 
-    records, predictions = [], []
-    alpha = settings["conformal_alpha"]
+    def _fit_and_record(self, spec, arrays, k, selection, draw) -> None:
+        master, pls, context = self.master, self.pls, self.context
+        method = spec.build(master, pls, context)
+        if not method.requires <= set(arrays):
+            return  # e.g. no transfer standards in this data set
+        X_master, X_test = self.master_pool, self.target_test
+        if spec.family == "model" and self.native is not None:
+            # Own axes, unpreprocessed (the model standardises each spectrum itself).
+            ids = self.transfer_ids.get((k, selection, draw), [])
+            arrays = _native_arrays(self.native, arrays, self.pool, ids)
+            X_master = self.native.values("source", self.pool)
+            X_test = self.native.values("target", self.test)
+        start = time.perf_counter()
+        method.fit(X_master, self.y_pool_std, **arrays)
+        predicted = method.predict(X_test)
+        seconds = time.perf_counter() - start
+        residuals, _ = conformity_scores(method, master)
+        cv = None
+        if self.settings["intervals"] == "cv+" and spec.family == "classical" and k >= 2:
+            chosen = getattr(method, "chosen_builder", None)  # `auto`: its choice, fixed
+            build = chosen() if chosen else lambda: spec.build(master, pls, context)
+            seed = (self.split.index, k, draw)
+            cv = cross_validate_transfer(
+                build, self.master_pool, self.y_pool_std, arrays, X_test, seed
+            )
+        self._record(
+            spec.name,
+            spec.family,
+            k,
+            selection,
+            draw,
+            predicted,
+            _interval(predicted, residuals, cv, self.settings["conformal_alpha"]),
+            seconds,
+            guard=getattr(method, "guard_", {}).get("action", ""),
+            chosen=getattr(method, "chosen_", ""),
+        )
 
-    def record(name, family, k, selection, draw, predicted_std, interval, seconds, **notes):
+    def _record(self, name, family, k, selection, draw, predicted_std, interval, seconds, **notes):
         """One record; `interval` from `_interval` (standardised units); `notes`: guard, chosen."""
-        predicted = np.asarray(predicted_std) * sd + mu
-        lower, upper = (np.asarray(b) * sd + mu for b in interval.bounds)
-        records.append(
+        job, y_test = self.job, self.y_test
+        predicted = np.asarray(predicted_std) * self.sd + self.mu
+        lower, upper = (np.asarray(b) * self.sd + self.mu for b in interval.bounds)
+        self.records.append(
             {
-                "dataset": dataset.name,
+                "dataset": self.dataset.name,
                 "source": job.source,
                 "target": job.target,
                 "property": job.prop,
@@ -121,17 +217,17 @@ def _run_job(job: Job, settings: dict) -> tuple[list[dict], list[dict]]:
                 "method": name,
                 "k": k,
                 "selection": selection,
-                "split": split.index,
+                "split": self.split.index,
                 "draw": draw,
                 **regression_metrics(y_test, predicted),
                 "coverage": float(np.mean((lower <= y_test) & (y_test <= upper))),
                 "interval_half_width": (
                     float(np.mean((upper - lower) / 2))
                     if interval.half_width is None
-                    else interval.half_width * sd
+                    else interval.half_width * self.sd
                 ),
                 "interval": interval.kind,
-                "n_test": len(test),
+                "n_test": len(self.test),
                 "fit_seconds": seconds,
                 # Model rows: what their safety check did ("none", "mean re-centring", …).
                 "guard": notes.get("guard", ""),
@@ -141,94 +237,13 @@ def _run_job(job: Job, settings: dict) -> tuple[list[dict], list[dict]]:
         )
         if k == figures.SCATTER_K:
             keys = [key for key in RECORD_KEY if key != "k"]  # these are all k = SCATTER_K
-            predictions.append(
+            self.predictions.append(
                 {
-                    **{f: records[-1][f] for f in keys},
+                    **{f: self.records[-1][f] for f in keys},
                     "y_true": y_test.tolist(),
                     "y_pred": predicted.tolist(),
                 }
             )
-
-    predicted = master.predict(master_test)
-    interval = _interval(predicted, master.cv_residuals_, None, alpha)
-    record(methods.MASTER_ON_MASTER, "reference", 0, "none", 0, predicted, interval, 0.0)
-    start = time.perf_counter()
-    full = clone(pls).fit(target_pool, y_pool_std)
-    predicted = full.predict(target_test)
-    interval = _interval(predicted, full.cv_residuals_, None, alpha)
-    seconds = time.perf_counter() - start
-    record(
-        methods.FULL_RECALIBRATION, "reference", len(pool), "all", 0, predicted, interval, seconds
-    )
-
-    context = {
-        "settings": settings["model"],
-        "wavenumber": dataset.spectra.wavenumber,
-        "modality": dataset.spectra.modality,
-        "seed": split.index,
-    }
-    if native is not None:
-        context |= {
-            "wavenumber": native.source.wavenumber,
-            "target_wavenumber": native.target.wavenumber,
-        }
-
-    def fit_and_record(spec, arrays, k, selection, draw):
-        method = spec.build(master, pls, context)
-        if not method.requires <= set(arrays):
-            return  # e.g. no transfer standards in this data set
-        X_master, X_test = master_pool, target_test
-        if spec.family == "model" and native is not None:
-            # Own axes, unpreprocessed (the model standardises each spectrum itself).
-            arrays = _native_arrays(native, arrays, pool, ids_of(k, selection, draw))
-            X_master, X_test = native.values("source", pool), native.values("target", test)
-        start = time.perf_counter()
-        method.fit(X_master, y_pool_std, **arrays)
-        predicted = method.predict(X_test)
-        seconds = time.perf_counter() - start
-        residuals, _ = conformity_scores(method, master)
-        cv = None
-        if settings["intervals"] == "cv+" and spec.family == "classical" and k >= 2:
-            chosen = getattr(method, "chosen_builder", None)  # `auto`: its choice, fixed
-            build = chosen() if chosen else lambda: spec.build(master, pls, context)
-            cv = cross_validate_transfer(
-                build, master_pool, y_pool_std, arrays, X_test, (split.index, k, draw)
-            )
-        record(
-            spec.name,
-            spec.family,
-            k,
-            selection,
-            draw,
-            predicted,
-            _interval(predicted, residuals, cv, alpha),
-            seconds,
-            guard=getattr(method, "guard_", {}).get("action", ""),
-            chosen=getattr(method, "chosen_", ""),
-        )
-
-    transfer_ids = {(s.k, s.selection, s.draw): list(s.ids) for s in job.sets}
-
-    def ids_of(k, selection, draw):
-        return transfer_ids.get((k, selection, draw), [])
-
-    specs = methods.get(settings["methods"])
-    for spec in specs:
-        if spec.zero_shot:
-            fit_and_record(spec, shared, 0, "none", 0)
-    for tset in job.sets:
-        check_no_leak(split, tset.ids, f"{job.dataset} split {split.index} transfer set")
-        ids = list(tset.ids)
-        arrays = {
-            **shared,
-            "X_master_transfer": pre.transform(data.values("source", ids)),
-            "X_target_transfer": pre.transform(data.values("target", ids)),
-            "y_transfer": (data.labels(job.prop, ids) - mu) / sd,
-        }
-        for spec in specs:
-            if not spec.zero_shot:
-                fit_and_record(spec, arrays, tset.k, tset.selection, tset.draw)
-    return records, predictions
 
 
 @dataclasses.dataclass(frozen=True)
