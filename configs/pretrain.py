@@ -9,7 +9,7 @@ Variants:
   the full simulated corpus (512 components, 1024 families, 16 instruments over NIR, IR and
   Raman). Sized for accelerators.
 - `quick`: a small model (d_model 64) on a small NIR corpus (64 components, 32 families, 8
-  instruments), 256 points, batch 32, 2000 steps; about 12 minutes on a 2-core CPU
+  instruments), 256 points, batch 32, 2000 steps; about 5 minutes on a 2-core CPU
   (docs/PRETRAINING.md holds a measured run and its held-out metrics).
 - `tiny`: the tiny model on 64 points, batch 8, a few steps: for tests (seconds per step).
 
