@@ -19,6 +19,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 SCATTER_K = 10
+AUTO_ROWS = ("auto", "auto_zero_shot")  # rows that choose among the others
 DPI = 120
 # Emphasised rows: `auto` and the best classical row first, then one colour per model row.
 _AUTO, _BEST = "#c0392b", "#1f4e9c"
@@ -56,7 +57,7 @@ def best_classical(pair_records, metric: str = "r2") -> str | None:
     scores = {
         method: np.mean([r[metric] for r in _drawn(group)])
         for (method,), group in group_by(pair_records, ("method",)).items()
-        if group[0]["family"] == "classical" and method != "auto"
+        if group[0]["family"] == "classical" and method not in AUTO_ROWS
     }
     if not scores:
         return None
@@ -66,13 +67,70 @@ def best_classical(pair_records, metric: str = "r2") -> str | None:
 
 def _style(method, family, best, model_colours):
     """(colour, line width, emphasised) of a method's line."""
-    if method == "auto":
+    if method in AUTO_ROWS:  # a line over k, or a diamond at k = 0
         return _AUTO, 2.4, True
     if method == best:
         return _BEST, 2.2, True
     if family == "model":
         return model_colours[method], 1.8, True
     return _MUTED, 0.8, False
+
+
+def _draw_panel(ax, pair, metric: str, model_colours: dict, legend: dict) -> str | None:
+    """One instrument pair's rows on `ax`; adds the handles it draws to `legend` (label →
+    handle) and returns the pair's best classical row (display only)."""
+    best = best_classical(pair, metric)
+    for (method,), group in sorted(group_by(pair, ("method",)).items()):
+        family = group[0]["family"]
+        ks, mean, sd = _curve(_drawn(group), metric)
+        if family == "reference":
+            line = ax.axhline(mean[0], color="#555555", ls="--", lw=1.0)
+            label = ax.annotate(
+                method,
+                (1.0, mean[0]),
+                xycoords=("axes fraction", "data"),
+                xytext=(-4, 3),
+                textcoords="offset points",
+                ha="right",
+                fontsize=8,
+                color="#555555",
+                annotation_clip=True,  # hidden where the level is off the axes (R² ≪ 0)
+            )
+            label.set_in_layout(False)
+            legend.setdefault("reference rows (dashed)", line)
+            continue
+        colour, width, emphasised = _style(method, family, best, model_colours)
+        zorder = 3 if emphasised else 1
+        if ks.tolist() == [0]:  # zero-shot: a point at k = 0 and its level across k
+            line = ax.axhline(mean[0], color=colour, lw=width / 2, ls=":", zorder=zorder)
+            if emphasised:
+                line = ax.errorbar(
+                    0,
+                    mean[0],
+                    yerr=sd[0],
+                    color=colour,
+                    marker="D",
+                    ms=3 + width,
+                    capsize=3,
+                    lw=width,
+                    zorder=zorder,
+                )
+        else:
+            (line,) = ax.plot(
+                ks, mean, color=colour, lw=width, marker="o", ms=3 + width, zorder=zorder
+            )
+            if emphasised:
+                ax.fill_between(ks, mean - sd, mean + sd, color=colour, alpha=0.15, lw=0)
+        if emphasised:
+            legend.setdefault(_BEST_LABEL if method == best else method, line)
+        else:
+            legend.setdefault("other methods", line)
+    ax.set_xlabel("transfer samples k", fontsize=10)
+    ax.set_ylabel(_LABELS[metric], fontsize=10)
+    ax.grid(alpha=0.3)
+    if metric == "r2":
+        ax.set_ylim(max(-0.5, ax.get_ylim()[0]), 1.0)
+    return best
 
 
 def plot_against_k(records, metric: str, out: pathlib.Path) -> list[pathlib.Path]:
@@ -90,73 +148,23 @@ def plot_against_k(records, metric: str, out: pathlib.Path) -> list[pathlib.Path
         fig, axes = plt.subplots(
             rows,
             cols,
-            figsize=(max(5.6 * cols, 6.4) + 2.8, 4.4 * rows),
+            figsize=(max(5.6 * cols, 7.0) + 3.2, 4.6 * rows),
             squeeze=False,
             layout="constrained",
         )
         legend = {}
         for ax, (source, target) in zip(axes.flat, pairs, strict=False):
             pair = [r for r in rs if (r["source"], r["target"]) == (source, target)]
-            best = best_classical(pair, metric)
-            muted = 0
-            for (method,), group in sorted(group_by(pair, ("method",)).items()):
-                family = group[0]["family"]
-                ks, mean, sd = _curve(_drawn(group), metric)
-                if family == "reference":
-                    line = ax.axhline(mean[0], color="#555555", ls="--", lw=1.0)
-                    ax.annotate(
-                        method,
-                        (1.0, mean[0]),
-                        xycoords=("axes fraction", "data"),
-                        xytext=(-4, 3),
-                        textcoords="offset points",
-                        ha="right",
-                        fontsize=8,
-                        color="#555555",
-                    )
-                    legend.setdefault("reference rows (dashed)", line)
-                    continue
-                colour, width, emphasised = _style(method, family, best, model_colours)
-                zorder = 3 if emphasised else 1
-                if ks.tolist() == [0]:  # zero-shot: a point at k = 0 and its level across k
-                    line = ax.axhline(mean[0], color=colour, lw=width / 2, ls=":", zorder=zorder)
-                    if emphasised:
-                        line = ax.errorbar(
-                            0,
-                            mean[0],
-                            yerr=sd[0],
-                            color=colour,
-                            marker="D",
-                            ms=3 + width,
-                            capsize=3,
-                            lw=width,
-                            zorder=zorder,
-                        )
-                else:
-                    (line,) = ax.plot(
-                        ks, mean, color=colour, lw=width, marker="o", ms=3 + width, zorder=zorder
-                    )
-                    if emphasised:
-                        ax.fill_between(ks, mean - sd, mean + sd, color=colour, alpha=0.15, lw=0)
-                if emphasised:
-                    legend.setdefault(_BEST_LABEL if method == best else method, line)
-                else:
-                    muted += 1
-                    legend.setdefault("other methods", line)
+            best = _draw_panel(ax, pair, metric, model_colours, legend)
             named = f"\nbest classical: {best}" if best else ""
             ax.set_title(f"{source} → {target}{named}", fontsize=11)
-            ax.set_xlabel("transfer samples k", fontsize=10)
-            ax.set_ylabel(_LABELS[metric], fontsize=10)
-            ax.grid(alpha=0.3)
-            if metric == "r2":
-                ax.set_ylim(max(-0.5, ax.get_ylim()[0]), 1.0)
         for ax in axes.flat[len(pairs) :]:
             ax.axis("off")
         fig.legend(
             legend.values(), legend.keys(), loc="outside right center", fontsize=9, frameon=False
         )
         fig.suptitle(
-            f"{prop}: mean {_LABELS[metric]} over splits × random draws, band ± 1 sd "
+            f"{prop}: mean {_LABELS[metric]} over splits × random draws, band ± 1 sd\n"
             "(diamonds at k = 0 and dotted levels: zero-shot rows)",
             fontsize=12,
         )

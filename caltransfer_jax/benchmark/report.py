@@ -100,7 +100,7 @@ def write_report(
 
 
 def _oracle_line(table, cell, ks) -> list[str]:
-    """The best transfer row per k by mean test R² (random draws; `auto` excluded)."""
+    """The best transfer row per k by mean test R² (random draws; the `auto` rows excluded)."""
     cells = []
     for k in ks:
         scores = {
@@ -110,7 +110,7 @@ def _oracle_line(table, cell, ks) -> list[str]:
             and key[4] == k
             and value[4] in ("classical", "model")
             and "[KS]" not in key[3]
-            and key[3] != "auto"
+            and key[3] not in figures.AUTO_ROWS
         }
         best = max(scores, key=scores.get) if scores else None
         cells.append(f"*{scores[best]:.3f} ({best})*" if best else "")
