@@ -56,6 +56,21 @@ CANDIDATES = (
 ZERO_SHOT_CANDIDATES = ("mean_recentring", "dipls", "emsc_dipls", "standards_offset")
 
 
+def master_cv_predictions(master, y) -> np.ndarray | None:
+    """The master calibration's cross-validated predictions of its labels `y` (the reference
+    distribution of the label-free criterion); None where it holds no CV residuals for them."""
+    residuals = getattr(master, "cv_residuals_", None)
+    if residuals is None or len(residuals) != len(y):
+        return None
+    return np.asarray(y, dtype=np.float64) - np.asarray(residuals)
+
+
+def distance_to_master(predicted, reference: np.ndarray) -> float:
+    """The label-free criterion (module docstring): Wasserstein-1 between predictions on the
+    unlabelled target pool and `master_cv_predictions`."""
+    return float(wasserstein_distance(np.asarray(predicted, dtype=np.float64).ravel(), reference))
+
+
 class AutoTransfer(TransferMethod):
     """The default candidate unless another has a clearly smaller cross-validated RMSE on the k
     transfer samples (module docstring: the rule and why).
@@ -153,13 +168,12 @@ class AutoZeroShot(TransferMethod):
         from caltransfer_jax.methods import registry
 
         X, y, arrays = self._check(X, y, transfer)
-        residuals = getattr(self.master, "cv_residuals_", None)
-        if residuals is None or len(residuals) != len(y):
+        reference = master_cv_predictions(self.master, y)
+        if reference is None:
             raise ValueError(
                 "auto_zero_shot needs the master calibration's cross-validated residuals on the "
                 "master spectra it is given (fit the master with cross-validation on X)"
             )
-        reference = y - np.asarray(residuals)
         pool = arrays["X_target_unlabelled"]
         self.criterion_, fitted = {}, {}
         for spec in registry.get(self.candidates):
@@ -167,8 +181,7 @@ class AutoZeroShot(TransferMethod):
             if not method.requires <= set(arrays):
                 continue
             fitted[spec.name] = method.fit(X, y, **arrays)
-            predicted = np.asarray(method.predict(pool), dtype=np.float64).ravel()
-            self.criterion_[spec.name] = float(wasserstein_distance(predicted, reference))
+            self.criterion_[spec.name] = distance_to_master(method.predict(pool), reference)
         if not self.criterion_:
             raise ValueError("auto_zero_shot: no candidate method has the inputs it needs")
         self.chosen_ = min(self.criterion_, key=self.criterion_.get)

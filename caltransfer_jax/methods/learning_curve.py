@@ -173,8 +173,8 @@ def estimate_learning_curve(
     scale = sd.max()
     weights = np.ones_like(sd) if scale == 0 else (scale / np.maximum(sd, 1e-6 * scale)) ** 2
     boot = np.array([_fit_curve(sizes, row, weights) for row in boot_mse])
-    shared = boot[:, 1] * k ** -boot[:, 2] * (rng.standard_normal(n_boot) ** 2 - 1)
-    boot[:, 0] = np.maximum(boot[:, 0] + shared, 0)  # the error all k samples share (above)
+    common = boot[:, 1] * k ** -boot[:, 2] * (rng.standard_normal(n_boot) ** 2 - 1)
+    boot[:, 0] = np.maximum(boot[:, 0] + common, 0)  # the error all k samples share (above)
     return LearningCurve(
         sizes=sizes,
         rmse=np.sqrt(mse),

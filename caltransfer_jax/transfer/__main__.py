@@ -7,9 +7,10 @@ r"""Fit a calibration transfer and keep it; predict new target spectra with it.
 
 `fit` writes `DIR/transfer/` (the saved transfer, see `transfer.estimator`) and
 `DIR/report.md`; with `--tolerance`, also the learning curve estimated from the transfer samples
-and the k that reaches that RMSEP (in the report and `DIR/learning_curve.png`). `predict` reads a wide CSV file of target spectra (header: axis positions in
-the unit the transfer was fitted in unless `--axis_unit` says otherwise) and writes one row per
-spectrum: id, prediction, lower, upper.
+and the k that reaches that RMSEP (in the report and `DIR/learning_curve.png`). `predict` reads
+a wide CSV file of target spectra (header: axis positions in the unit the transfer was fitted in
+unless `--axis_unit` says otherwise) and writes one row per spectrum: id, prediction, lower,
+upper.
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ def fit() -> None:
         )
     dataset = dataset_file.load(_DATASET.value)
     model = None
-    if registry.METHODS[_METHOD.value].family == "model":
+    if spec.family == "model":
         if not _INIT.value:
             raise app.UsageError(
                 f"--method={_METHOD.value} needs --init=EXPORT (a pretraining export)"

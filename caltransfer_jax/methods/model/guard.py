@@ -25,8 +25,8 @@ instruments have different axes mean re-centring cannot run; the check then only
 from __future__ import annotations
 
 import numpy as np
-from scipy.stats import wasserstein_distance
 
+from caltransfer_jax.methods.auto import distance_to_master, master_cv_predictions
 from caltransfer_jax.methods.classical.corrections import MeanRecentring
 from caltransfer_jax.methods.classical.pls import PLSRegressionCV
 
@@ -74,14 +74,13 @@ def check(method, X, y, arrays, master_fitted: np.ndarray) -> tuple[dict, MeanRe
         report = {"criterion": "label-free: target pool predictions", "shift": shift}
         report["spread"] = spread
         tripped = shift > MAX_SHIFT or not 1 / MAX_SPREAD <= spread <= MAX_SPREAD
-        residuals = None if recentred() is None else recentring.master_.cv_residuals_
-        if residuals is not None and len(residuals) == len(y):
-            reference = y - residuals  # the master's out-of-sample predictions
-            own = wasserstein_distance(pool, reference)
-            baseline = wasserstein_distance(
+        reference = None if recentred() is None else master_cv_predictions(recentring.master_, y)
+        if reference is not None:
+            own = distance_to_master(pool, reference)
+            baseline = distance_to_master(
                 recentring.predict(arrays["X_target_unlabelled"]), reference
             )
-            report["w1"], report["w1_mean_recentring"] = float(own), float(baseline)
+            report["w1"], report["w1_mean_recentring"] = own, baseline
             tripped = tripped or own > baseline
     fallback = recentred() if tripped else None
     report["tripped"] = bool(tripped)
