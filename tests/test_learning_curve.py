@@ -165,3 +165,23 @@ def test_a_saved_transfer_estimates_its_curve_in_property_units_and_refuses_zero
     )
     with pytest.raises(ValueError, match="classical few-shot method"):
         zero_shot.learning_curve(X, y, **arrays)
+
+
+@pytest.mark.parametrize(
+    ("tolerance", "answer"), [(1e-4, "is not reached at any k"), (10.0, "is reached at k ≈")]
+)
+def test_the_transfer_report_answers_how_many_samples_even_below_the_floor(tolerance, answer):
+    import json
+
+    from caltransfer_jax.data import dataset_file
+    from caltransfer_jax.transfer import workflow
+    from caltransfer_jax.transfer.estimator import CalibrationTransfer
+
+    transfer = CalibrationTransfer(method="ds")
+    provenance = workflow.fit_on_dataset(
+        dataset_file.load("corn"), "m5", "mp6", "moisture", transfer, k=20, tolerance=tolerance
+    )
+    curve = provenance["learning_curve"]
+    assert (curve["k"] is None) == (tolerance == 1e-4)  # ∞ is stored as None: strict JSON
+    json.dumps(provenance, allow_nan=False)
+    assert answer in workflow.report(transfer, provenance)

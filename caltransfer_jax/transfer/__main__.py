@@ -97,9 +97,10 @@ def fit() -> None:
         _TOLERANCE.value,
     )
     provenance["dataset_spec"] = str(_DATASET.value)
+    text = workflow.report(transfer, provenance)  # before anything is written
     claim(workdir, "transfer", None)
     transfer.save(workdir / "transfer", provenance)
-    (workdir / "report.md").write_text(workflow.report(transfer, provenance))
+    (workdir / "report.md").write_text(text)
     if provenance["learning_curve"]:
         workflow.plot_learning_curve(provenance, workdir / "learning_curve.png")
     logging.info("saved the transfer to %s", workdir / "transfer")

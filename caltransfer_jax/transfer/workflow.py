@@ -102,7 +102,10 @@ def fit_on_dataset(
         fitted = transfer.learning_curve(
             data.values("source", labelled), data.labels(prop, labelled), **arrays
         )
-        needed, low, high = fitted.k_for_tolerance(tolerance)
+        # None for ∞ (JSON has no infinity): the fitted floor is above the tolerance.
+        needed, low, high = (
+            float(v) if np.isfinite(v) else None for v in fitted.k_for_tolerance(tolerance)
+        )
         curve = {
             "sizes": fitted.sizes.tolist(),
             "rmse": fitted.rmse.tolist(),
@@ -197,31 +200,45 @@ def report(transfer: CalibrationTransfer, provenance: dict) -> str:
     lines.append("")
     curve = provenance.get("learning_curve")
     if curve:
-        a, b, c = curve["mse_params"]
-        low, high = curve["k_range_90"]
-        lines += [
-            "## How many transfer samples?",
-            "",
-            "Refits on subsets of the transfer samples, each predicting the ones it left out",
-            f"(repeated 5-fold); fitted RMSEP(m) = √({a:.3g} + {b:.3g}·m^−{c:.2g}) {unit}.",
-            "",
-            "| m | held-out RMSEP | sd |",
-            "|---|---|---|",
-            *(
-                f"| {m} | {r:.4g} | {sd:.2g} |"
-                for m, r, sd in zip(curve["sizes"], curve["rmse"], curve["rmse_sd"], strict=True)
-            ),
-            "",
+        lines += _learning_curve_lines(curve, unit)
+    return "\n".join(lines)
+
+
+def _learning_curve_lines(curve: dict, unit: str) -> list[str]:
+    """The report's "How many transfer samples?" section (`k` None: never reached)."""
+    a, b, c = curve["mse_params"]
+    low, high = ("∞" if v is None else f"{v:.0f}" for v in curve["k_range_90"])
+    if curve["k"] is None:
+        answer = (
+            f"RMSEP {curve['tolerance']:g} {unit} is not reached at any k: the fitted floor, "
+            f"{np.sqrt(a):.3g} {unit}, is above it (90 % range of k {low}–{high})."
+        )
+    else:
+        answer = (
             f"RMSEP {curve['tolerance']:g} {unit} is reached at k ≈ {curve['k']:.0f} transfer "
-            f"samples (90 % range {low:.0f}–{high:.0f}; ∞: the fitted floor is above it)"
+            f"samples (90 % range {low}–{high})"
             + (
                 f"; beyond the largest size refitted ({max(curve['sizes'])}), an extrapolation."
                 if round(curve["k"]) > max(curve["sizes"])
                 else "."
-            ),
-            "",
-        ]
-    return "\n".join(lines)
+            )
+        )
+    return [
+        "## How many transfer samples?",
+        "",
+        "Refits on subsets of the transfer samples, each predicting the ones it left out",
+        f"(repeated 5-fold); fitted RMSEP(m) = √({a:.3g} + {b:.3g}·m^−{c:.2g}) {unit}.",
+        "",
+        "| m | held-out RMSEP | sd |",
+        "|---|---|---|",
+        *(
+            f"| {m} | {r:.4g} | {sd:.2g} |"
+            for m, r, sd in zip(curve["sizes"], curve["rmse"], curve["rmse_sd"], strict=True)
+        ),
+        "",
+        answer,
+        "",
+    ]
 
 
 def plot_learning_curve(provenance: dict, path: pathlib.Path) -> None:
@@ -234,7 +251,7 @@ def plot_learning_curve(provenance: dict, path: pathlib.Path) -> None:
     curve = provenance["learning_curve"]
     a, b, c = curve["mse_params"]
     sizes = np.asarray(curve["sizes"], dtype=float)
-    upper = max(sizes.max(), curve["k"] if np.isfinite(curve["k"]) else 0) * 1.3
+    upper = max(sizes.max(), curve["k"] or 0) * 1.3
     m = np.linspace(sizes.min(), upper, 200)
     fig, ax = plt.subplots(figsize=(8.5, 5.0))
     ax.errorbar(
@@ -247,7 +264,7 @@ def plot_learning_curve(provenance: dict, path: pathlib.Path) -> None:
     )
     ax.plot(m, np.sqrt(a + b * m**-c), lw=2, label="fitted curve")
     ax.axhline(curve["tolerance"], color="#c0392b", ls="--", label="tolerance")
-    if np.isfinite(curve["k"]):
+    if curve["k"] is not None:
         ax.axvline(curve["k"], color="#c0392b", ls=":", label=f"k ≈ {curve['k']:.0f}")
     ax.set_xlabel("transfer samples m")
     ax.set_ylabel(f"RMSEP ({provenance.get('property_unit', '')})")
