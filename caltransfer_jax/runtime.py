@@ -28,10 +28,15 @@ MALLOC_ENV = {
 _MALLOPT = {"MALLOC_ARENA_MAX": -8, "MALLOC_MMAP_MAX_": -4, "MALLOC_TRIM_THRESHOLD_": -1}
 
 
-def cache_dir() -> pathlib.Path:
-    """Where compiled programs are kept."""
+def cache_root() -> pathlib.Path:
+    """Where compiled things are kept: XLA programs and the native scan kernel."""
     root = os.environ.get(CACHE_ENV) or pathlib.Path.home() / ".cache" / "caltransfer_jax"
-    return pathlib.Path(root) / "jax"
+    return pathlib.Path(root)
+
+
+def cache_dir() -> pathlib.Path:
+    """Where compiled XLA programs are kept."""
+    return cache_root() / "jax"
 
 
 def configure() -> None:

@@ -46,7 +46,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.mamba.dt_min = 1e-3  # Δ bias init, log-uniform in [dt_min, dt_max]
     config.mamba.dt_max = 0.1
     config.mamba.discretization = "zoh"  # "zoh" (exact) or "euler"
-    config.mamba.scan_impl = "auto"  # "auto", "fused", "associative" or "reference"
+    config.mamba.scan_impl = "auto"  # "auto", "native", "fused", "associative" or "reference"
 
     config.moe = ml_collections.ConfigDict()
     config.moe.num_experts = 4

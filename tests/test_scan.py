@@ -1,12 +1,25 @@
 """The selective-scan implementations agree with each other and with a float64 reference."""
 
+import os
+import pathlib
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from caltransfer_jax.models import scan
-from caltransfer_jax.models.scan import IMPLS, selective_scan
+from caltransfer_jax.models import scan, scan_native
+from caltransfer_jax.models.scan import selective_scan
+
+
+def _implementations():
+    """Every implementation; the native kernel only where it builds here (always under CI)."""
+    if scan_native.available() or os.environ.get("CI"):
+        return scan.IMPLS
+    return tuple(impl for impl in scan.IMPLS if impl != "native")
+
+
+IMPLS = _implementations()
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -137,11 +150,60 @@ def test_low_precision_input_accumulates_in_float32():
 
 
 def test_auto_resolves_per_backend_and_rejects_unknown_names():
-    assert scan.resolve_impl("auto", 129, "cpu") == "fused"
-    assert scan.resolve_impl("auto", 2048, "cpu") == "fused"
+    on_cpu = "native" if scan_native.available() else "fused"
+    assert scan.resolve_impl("auto", 129, "cpu") == on_cpu
+    assert scan.resolve_impl("auto", 2048, "cpu") == on_cpu
     assert scan.resolve_impl("auto", 2048, "gpu") == "associative"
     assert scan.resolve_impl("reference", 3) == "reference"
+    with pytest.raises(ValueError, match="native scan runs on CPU only"):
+        scan.resolve_impl("native", 3, "gpu")
     with pytest.raises(ValueError, match="unknown scan implementation"):
         scan.resolve_impl("chunked", 3)
     with pytest.raises(ValueError, match="unknown discretization"):
         selective_scan(*_inputs(3)[:5], discretization="bilinear")
+
+
+def test_the_native_kernel_runs_under_vmap_and_jit_like_the_model_calls_it():
+    """Both scan directions of a Mamba block go through one vmapped call: the kernel sees the
+    vmapped axis as more rows, and each row keeps its own A."""
+    if "native" not in IMPLS:
+        pytest.skip("the native kernel does not build here")
+    u, delta, A, B, C, D, h0 = _inputs(9)
+    stack = lambda x: jnp.stack([x, 2.0 * x])  # noqa: E731
+    A2 = jnp.stack([A, 0.5 * A])
+
+    def directional(impl):
+        def run(u, delta, A, B, C):
+            return selective_scan(u, delta, A, B, C, D, h0, impl=impl)[0]
+
+        def loss(u, delta, A, B, C):
+            return jnp.sum(jnp.sin(jax.vmap(run)(u, delta, A, B, C)))
+
+        return jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2, 3, 4)))
+
+    args = (stack(u), stack(delta), A2, stack(B), stack(C))
+    value, grads = directional("native")(*args)
+    value_ref, grads_ref = directional("reference")(*args)
+    np.testing.assert_allclose(value, value_ref, rtol=1e-5)
+    for g, g_ref in zip(grads, grads_ref, strict=True):
+        scale = float(jnp.max(jnp.abs(g_ref))) + 1e-6
+        np.testing.assert_allclose(g / scale, g_ref / scale, atol=5e-5)
+
+
+def test_native_build_failures_say_why_and_leave_nothing_behind(tmp_path, monkeypatch):
+    monkeypatch.setenv("CALTRANSFER_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("CXX", "no-such-compiler")
+    with pytest.raises(
+        scan_native.NativeUnavailable, match="no C\\+\\+ compiler.*no-such-compiler"
+    ):
+        scan_native._load.__wrapped__()
+    if scan_native.shutil.which("c++") is None:
+        return
+    monkeypatch.setenv("CXX", "c++")
+    broken = tmp_path / "broken.cc"
+    broken.write_text("this is not C++\n")
+    monkeypatch.setattr(scan_native, "_SOURCE", broken)
+    with pytest.raises(scan_native.NativeUnavailable, match="compiling broken.cc failed"):
+        scan_native._load.__wrapped__()
+    native_dir = tmp_path / "cache" / "native"
+    assert not any(path.is_file() for path in pathlib.Path(native_dir).rglob("*"))

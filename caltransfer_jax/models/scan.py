@@ -7,11 +7,14 @@ For every batch row, channel d and state n the recurrence is
 with Ā_t = exp(Δ_t A) and, for the input, either the exact zero-order hold
 B̄_t = (Δ_t A)⁻¹ (exp(Δ_t A) − 1) Δ_t B_t or Euler's B̄_t = Δ_t B_t.
 
-Three implementations compute the same function (tests hold them equal in values and gradients):
+Four implementations compute the same function (tests hold them equal in values and gradients):
 
+- ``"native"``: a compiled CPU kernel (`scan_native`: C++ through XLA's FFI, built on first use)
+  doing one vectorised pass over the state per step, with its own backward pass that recomputes
+  chunks of steps from checkpoints. About 4x the fused scan's forward + backward on CPU.
 - ``"fused"``: a sequential `lax.scan` that discretises inside the step, so no (b, l, d, n) tensor
   is ever materialised; the step is rematerialised (`jax.checkpoint`) so the backward pass stores
-  only the carried state. Fastest on CPU at every length measured (see BENCHMARKS.md).
+  only the carried state. The fastest XLA-only scan on CPU (see BENCHMARKS.md).
 - ``"associative"``: `jax.lax.associative_scan` over materialised (Ā, B̄u); parallel in the
   length, which is what accelerators want.
 - ``"reference"``: a plain `lax.scan` over materialised (Ā, B̄u), using `expm1` for the ZOH factor;
@@ -31,9 +34,11 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
+from caltransfer_jax.models import scan_native
+
 Impl = Literal["auto", "fused", "associative", "reference"]
 Discretization = Literal["zoh", "euler"]
-IMPLS = ("fused", "associative", "reference")
+IMPLS = ("native", "fused", "associative", "reference")
 
 # Below this |Δ·A| the ZOH factor (exp(z) − 1)/z is taken from its Taylor series: the direct
 # quotient loses digits to cancellation as z → 0 and is 0/0 at z = 0 (Δ = 0 on padded tokens).
@@ -44,11 +49,13 @@ _TAYLOR_BELOW = 0.1
 def resolve_impl(impl: Impl, length: int, backend: str | None = None) -> str:
     """Maps ``impl="auto"`` to a concrete implementation for a backend and sequence length.
 
-    On CPU the fused sequential scan is the fastest at every length measured: at 129 and 2048
-    tokens (batch 8, 512 channels, state 16) the associative scan is 8–37x slower and the
-    reference 5–16x, forward and forward + backward, and both need 11–38x the scratch memory
-    (BENCHMARKS.md). On GPU/TPU the associative scan parallelises over the length and is the
-    usual choice; that branch is not measured on this project's hardware.
+    On CPU the native kernel is the fastest at every length measured, and the fused sequential
+    scan the fastest of the XLA-only ones, used where the kernel cannot be built (no C++
+    compiler): at 129 and 2048 tokens (batch 8, 512 channels, state 16) the associative scan is
+    8–37x slower than the fused one and the reference 5–16x, forward and forward + backward,
+    and both need 11–38x the scratch memory (BENCHMARKS.md). On GPU/TPU the associative scan
+    parallelises over the length and is the usual choice; that branch is not measured on this
+    project's hardware.
 
     Args:
         impl: a name from `IMPLS` or ``"auto"``.
@@ -58,12 +65,16 @@ def resolve_impl(impl: Impl, length: int, backend: str | None = None) -> str:
     Returns:
         One of `IMPLS`.
     """
+    backend = backend or jax.default_backend()
     if impl != "auto":
         if impl not in IMPLS:
             raise ValueError(f"unknown scan implementation {impl!r}; expected one of {IMPLS}")
+        if impl == "native" and backend != "cpu":
+            raise ValueError(f"the native scan runs on CPU only, not {backend!r}; use 'auto'")
         return impl
-    backend = backend or jax.default_backend()
-    if backend == "cpu" or length == 1:
+    if backend == "cpu":
+        return "native" if scan_native.available() else "fused"
+    if length == 1:
         return "fused"
     return "associative"
 
@@ -149,7 +160,12 @@ def _scan_fused(u, delta, A, B, C, h0, discretization):
     return jnp.moveaxis(y, 0, 1), jnp.swapaxes(h_last, 1, 2)
 
 
-_KERNELS = {"fused": _scan_fused, "associative": _scan_associative, "reference": _scan_reference}
+_KERNELS = {
+    "native": scan_native.scan_native,
+    "fused": _scan_fused,
+    "associative": _scan_associative,
+    "reference": _scan_reference,
+}
 
 
 def selective_scan(
