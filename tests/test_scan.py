@@ -155,6 +155,9 @@ def test_auto_resolves_per_backend_and_rejects_unknown_names():
     assert scan.resolve_impl("auto", 2048, "cpu") == on_cpu
     assert scan.resolve_impl("auto", 2048, "gpu") == "associative"
     assert scan.resolve_impl("reference", 3) == "reference"
+    mesh = jax.sharding.AbstractMesh((4,), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
+    with jax.sharding.use_abstract_mesh(mesh):  # a sharded train step
+        assert scan.resolve_impl("auto", 129, "cpu") == "fused"
     with pytest.raises(ValueError, match="native scan runs on CPU only"):
         scan.resolve_impl("native", 3, "gpu")
     with pytest.raises(ValueError, match="unknown scan implementation"):

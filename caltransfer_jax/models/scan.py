@@ -51,7 +51,7 @@ def resolve_impl(impl: Impl, length: int, backend: str | None = None) -> str:
 
     On CPU the native kernel is the fastest at every length measured, and the fused sequential
     scan the fastest of the XLA-only ones, used where the kernel cannot be built (no C++
-    compiler): at 129 and 2048 tokens (batch 8, 512 channels, state 16) the associative scan is
+    compiler) or the trace runs under a mesh of several devices: at 129 and 2048 tokens (batch 8, 512 channels, state 16) the associative scan is
     8–37x slower than the fused one and the reference 5–16x, forward and forward + backward,
     and both need 11–38x the scratch memory (BENCHMARKS.md). On GPU/TPU the associative scan
     parallelises over the length and is the usual choice; that branch is not measured on this
@@ -73,6 +73,11 @@ def resolve_impl(impl: Impl, length: int, backend: str | None = None) -> str:
             raise ValueError(f"the native scan runs on CPU only, not {backend!r}; use 'auto'")
         return impl
     if backend == "cpu":
+        # The native kernel has no partitioning rule: traced under a multi-device mesh, XLA would
+        # gather its operands onto every device, so there the fused scan (partitioned like any
+        # XLA op) runs instead.
+        if jax.sharding.get_abstract_mesh().size > 1:
+            return "fused"
         return "native" if scan_native.available() else "fused"
     if length == 1:
         return "fused"

@@ -24,7 +24,6 @@
 #include <functional>
 #include <memory>
 #include <thread>
-#include <vector>
 
 #include "xla/ffi/api/ffi.h"
 
@@ -127,6 +126,14 @@ inline void Step(const Dims& s, bool zoh, const float* a, const float* inv_a, co
   step(s.state, s.channels, a, inv_a, u, delta, b, c, h, y, e_out);
 }
 
+using Buffer = std::unique_ptr<float[]>;
+
+Buffer Reciprocals(const float* a, int64_t size) {
+  Buffer inverse(new float[size]);
+  for (int64_t i = 0; i < size; ++i) inverse[i] = 1.0f / a[i];
+  return inverse;
+}
+
 struct Operands {
   const float *u, *delta, *a, *b, *c, *h0;
 };
@@ -155,13 +162,12 @@ void Forward(ffi::ThreadPool& pool, const Dims& s, bool zoh, int64_t chunk, Oper
   const int64_t chunks = (s.length + chunk - 1) / chunk;
   ForEachRow(pool, s.rows, [=](int64_t r) {
     const float* a = in.a + r * ND;
-    std::vector<float> inv_a(ND);
-    for (int64_t i = 0; i < ND; ++i) inv_a[i] = 1.0f / a[i];
+    const Buffer inv_a = Reciprocals(a, ND);
     float* h = h_last + r * ND;
     std::copy(in.h0 + r * ND, in.h0 + (r + 1) * ND, h);
     for (int64_t t = 0; t < s.length; ++t) {
       if (ckpt && t % chunk == 0) std::copy(h, h + ND, ckpt + (r * chunks + t / chunk) * ND);
-      Step(s, zoh, a, inv_a.data(), in.u + r * LD + t * s.channels,
+      Step(s, zoh, a, inv_a.get(), in.u + r * LD + t * s.channels,
            in.delta + r * LD + t * s.channels, in.b + r * LN + t * s.state,
            in.c + r * LN + t * s.state, h, y + r * LD + t * s.channels, nullptr);
     }
@@ -229,8 +235,10 @@ void Backward(ffi::ThreadPool& pool, const Dims& s, bool zoh, int64_t chunk, Ope
   const int64_t chunks = (s.length + chunk - 1) / chunk;
   ForEachRow(pool, s.rows, [=](int64_t r) {
     const float* a = in.a + r * ND;
-    std::vector<float> inv_a(ND), hs((chunk + 1) * ND), es(chunk * ND), y_unused(s.channels);
-    for (int64_t i = 0; i < ND; ++i) inv_a[i] = 1.0f / a[i];
+    const Buffer inv_a = Reciprocals(a, ND);
+    // Uninitialised scratch: every element is written before it is read.
+    const Buffer hs(new float[(chunk + 1) * ND]), es(new float[chunk * ND]);
+    const Buffer y_unused(new float[s.channels]);
     const float *u = in.u + r * LD, *delta = in.delta + r * LD;
     const float *b = in.b + r * LN, *c = in.c + r * LN;
     float* g = out.dh0 + r * ND;  // carries ∂L/∂h, ends as ∂L/∂h0
@@ -239,19 +247,19 @@ void Backward(ffi::ThreadPool& pool, const Dims& s, bool zoh, int64_t chunk, Ope
     std::fill(da, da + ND, 0.0f);
     for (int64_t k = chunks - 1; k >= 0; --k) {
       const int64_t t0 = k * chunk, t1 = std::min(t0 + chunk, s.length);
-      std::copy(ckpt + (r * chunks + k) * ND, ckpt + (r * chunks + k + 1) * ND, hs.begin());
+      std::copy(ckpt + (r * chunks + k) * ND, ckpt + (r * chunks + k + 1) * ND, hs.get());
       for (int64_t t = t0; t < t1; ++t) {
-        float* h = hs.data() + (t - t0 + 1) * ND;
+        float* h = hs.get() + (t - t0 + 1) * ND;
         std::copy(h - ND, h, h);
-        Step(s, zoh, a, inv_a.data(), u + t * s.channels, delta + t * s.channels,
-             b + t * s.state, c + t * s.state, h, y_unused.data(), es.data() + (t - t0) * ND);
+        Step(s, zoh, a, inv_a.get(), u + t * s.channels, delta + t * s.channels,
+             b + t * s.state, c + t * s.state, h, y_unused.get(), es.get() + (t - t0) * ND);
       }
       const auto step = zoh ? BackwardStep<true> : BackwardStep<false>;
       for (int64_t t = t1 - 1; t >= t0; --t) {
-        const float* h_prev = hs.data() + (t - t0) * ND;
-        step(s.state, s.channels, a, inv_a.data(), u + t * s.channels, delta + t * s.channels,
+        const float* h_prev = hs.get() + (t - t0) * ND;
+        step(s.state, s.channels, a, inv_a.get(), u + t * s.channels, delta + t * s.channels,
              b + t * s.state, c + t * s.state, dy + r * LD + t * s.channels, h_prev,
-             h_prev + ND, es.data() + (t - t0) * ND, g, out.du + r * LD + t * s.channels,
+             h_prev + ND, es.get() + (t - t0) * ND, g, out.du + r * LD + t * s.channels,
              out.ddelta + r * LD + t * s.channels, da, out.db + r * LN + t * s.state,
              out.dc + r * LN + t * s.state);
       }

@@ -8,7 +8,8 @@ The source is compiled once per machine with the system's C++ compiler (`$CXX`, 
 against the installed jaxlib's FFI headers, into `$CALTRANSFER_CACHE_DIR/native` (default
 `~/.cache/caltransfer_jax/native`), keyed by the source, flags, compiler, jaxlib version and
 CPU. `available()` says whether that worked; `impl="auto"` falls back to the fused XLA scan
-where it did not (and logs why), `impl="native"` raises.
+where it did not (and logs why), `impl="native"` raises. The kernel has no partitioning rule, so
+`auto` does not pick it under a multi-device mesh (`scan.resolve_impl`).
 """
 
 from __future__ import annotations
