@@ -203,6 +203,11 @@ def test_native_build_failures_say_why_and_leave_nothing_behind(tmp_path, monkey
     if scan_native.shutil.which("c++") is None:
         return
     monkeypatch.setenv("CXX", "c++")
+    (tmp_path / "file").write_text("")  # a cache root that is a file: nothing can be written
+    monkeypatch.setenv("CALTRANSFER_CACHE_DIR", str(tmp_path / "file"))
+    with pytest.raises(scan_native.NativeUnavailable, match="cannot write the kernel to"):
+        scan_native._load.__wrapped__()
+    monkeypatch.setenv("CALTRANSFER_CACHE_DIR", str(tmp_path / "cache"))
     broken = tmp_path / "broken.cc"
     broken.write_text("this is not C++\n")
     monkeypatch.setattr(scan_native, "_SOURCE", broken)

@@ -92,10 +92,14 @@ def library_path(compiler: str) -> pathlib.Path:
 
 
 def _build(compiler: str, target: pathlib.Path) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        scratch_dir = tempfile.TemporaryDirectory(dir=target.parent)
+    except OSError as error:
+        raise NativeUnavailable(f"cannot write the kernel to {target.parent}: {error}") from None
     # Compiled next to the target and renamed into place, so a concurrent process never loads
     # a half-written library.
-    with tempfile.TemporaryDirectory(dir=target.parent) as scratch:
+    with scratch_dir as scratch:
         partial = pathlib.Path(scratch) / target.name
         command = [
             compiler,
