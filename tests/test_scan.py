@@ -215,3 +215,24 @@ def test_native_build_failures_say_why_and_leave_nothing_behind(tmp_path, monkey
         scan_native._load.__wrapped__()
     native_dir = tmp_path / "cache" / "native"
     assert not any(path.is_file() for path in pathlib.Path(native_dir).rglob("*"))
+
+
+def test_the_native_kernel_refuses_operands_of_the_wrong_size():
+    if "native" not in IMPLS:
+        pytest.skip("the native kernel does not build here")
+    scan_native._load()
+    u = jnp.ones((2, 5, 3))
+    state = jnp.ones((2, 4, 3))
+    wrong_b = jnp.ones((2, 6, 4))  # 6 steps where u has 5
+    with pytest.raises(Exception, match="operand sizes do not match"):
+        scan_native._call(
+            "caltransfer_scan_forward",
+            (u.shape, state.shape),
+            u,
+            u,
+            state,
+            wrong_b,
+            wrong_b,
+            state,
+            zoh=1,
+        )

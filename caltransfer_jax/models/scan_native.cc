@@ -145,11 +145,14 @@ ffi::Error CheckShapes(const Dims& s, ffi::Span<const int64_t> u_dims, int64_t a
       a_size != s.rows * s.state * s.channels || h0_size != s.rows * s.state * s.channels) {
     return ffi::Error::InvalidArgument("selective scan: operand sizes do not match u, A and B");
   }
-  if (u_dims.size() < 2) return ffi::Error::InvalidArgument("selective scan: u must be (..., l, d)");
+  if (u_dims.size() < 2) {
+    return ffi::Error::InvalidArgument("selective scan: u must be (..., l, d)");
+  }
   return ffi::Error::Success();
 }
 
 Dims DimsOf(ffi::Span<const int64_t> u_dims, ffi::Span<const int64_t> b_dims) {
+  if (u_dims.size() < 2 || b_dims.size() < 1) return Dims{0, 0, 0, 0};  // refused by CheckShapes
   Dims s{1, u_dims[u_dims.size() - 2], u_dims.back(), b_dims.back()};
   for (size_t i = 0; i + 2 < u_dims.size(); ++i) s.rows *= u_dims[i];
   return s;
@@ -289,8 +292,10 @@ ffi::Error ForwardTrainHandler(ffi::ThreadPool pool, F32 u, F32 delta, F32 a, F3
   ffi::Error error = CheckShapes(s, u.dimensions(), a.element_count(), b.element_count(),
                                  c.element_count(), h0.element_count(), delta.element_count());
   if (error.failure()) return error;
+  if (chunk < 1) return ffi::Error::InvalidArgument("selective scan: chunk must be positive");
   const int64_t chunks = (s.length + chunk - 1) / chunk;
-  if (chunk < 1 || static_cast<int64_t>(ckpt->element_count()) != s.rows * chunks * s.state * s.channels) {
+  const int64_t checkpoint_size = s.rows * chunks * s.state * s.channels;
+  if (static_cast<int64_t>(ckpt->element_count()) != checkpoint_size) {
     return ffi::Error::InvalidArgument("selective scan: checkpoint buffer of the wrong size");
   }
   Forward(pool, s, zoh != 0, chunk, {u.typed_data(), delta.typed_data(), a.typed_data(),
@@ -306,8 +311,10 @@ ffi::Error BackwardHandler(ffi::ThreadPool pool, F32 u, F32 delta, F32 a, F32 b,
   ffi::Error error = CheckShapes(s, u.dimensions(), a.element_count(), b.element_count(),
                                  c.element_count(), h0.element_count(), delta.element_count());
   if (error.failure()) return error;
+  if (chunk < 1) return ffi::Error::InvalidArgument("selective scan: chunk must be positive");
   const int64_t chunks = (s.length + chunk - 1) / chunk;
-  if (chunk < 1 || static_cast<int64_t>(ckpt.element_count()) != s.rows * chunks * s.state * s.channels ||
+  const int64_t checkpoint_size = s.rows * chunks * s.state * s.channels;
+  if (static_cast<int64_t>(ckpt.element_count()) != checkpoint_size ||
       dy.element_count() != u.element_count() || dh_last.element_count() != h0.element_count()) {
     return ffi::Error::InvalidArgument("selective scan: cotangent or checkpoint size mismatch");
   }
