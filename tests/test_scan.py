@@ -236,3 +236,15 @@ def test_the_native_kernel_refuses_operands_of_the_wrong_size():
             state,
             zoh=1,
         )
+
+
+def test_a_damaged_kernel_in_the_cache_is_built_again(tmp_path, monkeypatch):
+    if "native" not in IMPLS:
+        pytest.skip("the native kernel does not build here")
+    monkeypatch.setenv("CALTRANSFER_CACHE_DIR", str(tmp_path))
+    compiler = scan_native._compiler()
+    path = scan_native.library_path(compiler)
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"not a shared library")
+    scan_native._load.__wrapped__()  # registers the rebuilt kernel (the same targets again)
+    assert path.read_bytes()[:4] == b"\x7fELF"

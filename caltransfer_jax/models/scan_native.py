@@ -128,8 +128,13 @@ def _load() -> None:
         _build(compiler, path)
     try:
         library = ctypes.cdll.LoadLibrary(str(path))
-    except OSError as error:
-        raise NativeUnavailable(f"loading {path} failed: {error}") from None
+    except OSError:
+        # A damaged file in the cache (e.g. a full disk when it was written): built again once.
+        _build(compiler, path)
+        try:
+            library = ctypes.cdll.LoadLibrary(str(path))
+        except OSError as error:
+            raise NativeUnavailable(f"loading {path} failed: {error}") from None
     for name, symbol in _TARGETS.items():
         jax.ffi.register_ffi_target(
             name, jax.ffi.pycapsule(getattr(library, symbol)), platform="cpu"
