@@ -199,20 +199,20 @@ def test_native_build_failures_say_why_and_leave_nothing_behind(tmp_path, monkey
     with pytest.raises(
         scan_native.NativeUnavailable, match="no C\\+\\+ compiler.*no-such-compiler"
     ):
-        scan_native._load.__wrapped__()
+        scan_native.open_library()
     if scan_native.shutil.which("c++") is None:
         return
     monkeypatch.setenv("CXX", "c++")
     (tmp_path / "file").write_text("")  # a cache root that is a file: nothing can be written
     monkeypatch.setenv("CALTRANSFER_CACHE_DIR", str(tmp_path / "file"))
     with pytest.raises(scan_native.NativeUnavailable, match="cannot write the kernel to"):
-        scan_native._load.__wrapped__()
+        scan_native.open_library()
     monkeypatch.setenv("CALTRANSFER_CACHE_DIR", str(tmp_path / "cache"))
     broken = tmp_path / "broken.cc"
     broken.write_text("this is not C++\n")
     monkeypatch.setattr(scan_native, "_SOURCE", broken)
     with pytest.raises(scan_native.NativeUnavailable, match="compiling broken.cc failed"):
-        scan_native._load.__wrapped__()
+        scan_native.open_library()
     native_dir = tmp_path / "cache" / "native"
     assert not any(path.is_file() for path in pathlib.Path(native_dir).rglob("*"))
 
@@ -246,5 +246,5 @@ def test_a_damaged_kernel_in_the_cache_is_built_again(tmp_path, monkeypatch):
     path = scan_native.library_path(compiler)
     path.parent.mkdir(parents=True)
     path.write_bytes(b"not a shared library")
-    scan_native._load.__wrapped__()  # registers the rebuilt kernel (the same targets again)
+    scan_native.open_library()
     assert path.read_bytes()[:4] == b"\x7fELF"

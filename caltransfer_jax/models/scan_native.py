@@ -117,9 +117,9 @@ def _build(compiler: str, target: pathlib.Path) -> None:
         os.replace(partial, target)
 
 
-@functools.cache
-def _load() -> None:
-    """Builds (once per machine) and registers the kernel with XLA; raises NativeUnavailable."""
+def open_library() -> ctypes.CDLL:
+    """Builds the kernel (once per machine; again if the cached file does not load) and loads
+    it; raises NativeUnavailable with the reason."""
     if platform.system() != "Linux":
         raise NativeUnavailable(f"the native scan is built for Linux only, not {platform.system()}")
     compiler = _compiler()
@@ -127,14 +127,20 @@ def _load() -> None:
     if not path.exists():
         _build(compiler, path)
     try:
-        library = ctypes.cdll.LoadLibrary(str(path))
+        return ctypes.cdll.LoadLibrary(str(path))
     except OSError:
         # A damaged file in the cache (e.g. a full disk when it was written): built again once.
         _build(compiler, path)
         try:
-            library = ctypes.cdll.LoadLibrary(str(path))
+            return ctypes.cdll.LoadLibrary(str(path))
         except OSError as error:
             raise NativeUnavailable(f"loading {path} failed: {error}") from None
+
+
+@functools.cache
+def _load() -> None:
+    """Registers the kernel's handlers with XLA, once per process."""
+    library = open_library()
     for name, symbol in _TARGETS.items():
         jax.ffi.register_ffi_target(
             name, jax.ffi.pycapsule(getattr(library, symbol)), platform="cpu"
