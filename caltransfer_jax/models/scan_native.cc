@@ -329,28 +329,23 @@ ffi::Error BackwardHandler(ffi::ThreadPool pool, F32 u, F32 delta, F32 a, F32 b,
 
 }  // namespace
 
+// The operands every handler takes first: XLA's thread pool, then u, Δ, A, B, C, h0.
+static auto BindScanOperands() {
+  return ffi::Ffi::Bind()
+      .Ctx<ffi::ThreadPool>()
+      .Arg<F32>()
+      .Arg<F32>()
+      .Arg<F32>()
+      .Arg<F32>()
+      .Arg<F32>()
+      .Arg<F32>();
+}
+
 XLA_FFI_DEFINE_HANDLER_SYMBOL(CaltransferScanForward, ForwardHandler,
-                              ffi::Ffi::Bind()
-                                  .Ctx<ffi::ThreadPool>()
-                                  .Arg<F32>()
-                                  .Arg<F32>()
-                                  .Arg<F32>()
-                                  .Arg<F32>()
-                                  .Arg<F32>()
-                                  .Arg<F32>()
-                                  .Ret<F32>()
-                                  .Ret<F32>()
-                                  .Attr<int64_t>("zoh"));
+                              BindScanOperands().Ret<F32>().Ret<F32>().Attr<int64_t>("zoh"));
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(CaltransferScanForwardTrain, ForwardTrainHandler,
-                              ffi::Ffi::Bind()
-                                  .Ctx<ffi::ThreadPool>()
-                                  .Arg<F32>()
-                                  .Arg<F32>()
-                                  .Arg<F32>()
-                                  .Arg<F32>()
-                                  .Arg<F32>()
-                                  .Arg<F32>()
+                              BindScanOperands()
                                   .Ret<F32>()
                                   .Ret<F32>()
                                   .Ret<F32>()
@@ -358,17 +353,10 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(CaltransferScanForwardTrain, ForwardTrainHandler,
                                   .Attr<int64_t>("chunk"));
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(CaltransferScanBackward, BackwardHandler,
-                              ffi::Ffi::Bind()
-                                  .Ctx<ffi::ThreadPool>()
-                                  .Arg<F32>()
-                                  .Arg<F32>()
-                                  .Arg<F32>()
-                                  .Arg<F32>()
-                                  .Arg<F32>()
-                                  .Arg<F32>()
-                                  .Arg<F32>()
-                                  .Arg<F32>()
-                                  .Arg<F32>()
+                              BindScanOperands()
+                                  .Arg<F32>()  // checkpoints
+                                  .Arg<F32>()  // dy
+                                  .Arg<F32>()  // dh_last
                                   .Ret<F32>()
                                   .Ret<F32>()
                                   .Ret<F32>()
