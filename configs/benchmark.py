@@ -27,7 +27,7 @@ from configs import adapt
 # The registry's default methods without the model rows (they need a pretrained export);
 # costly ones (dwpds) run when named: --config.methods="('dwpds',)".
 ALL_METHODS = registry.names(families=("reference", "classical"), default_only=True)
-MODEL_METHODS = registry.names(families=("model",))
+MODEL_METHODS = registry.names(families=("model",), default_only=True)
 
 
 def get_config(arg: str = "corn") -> ml_collections.ConfigDict:
@@ -47,8 +47,8 @@ def get_config(arg: str = "corn") -> ml_collections.ConfigDict:
         {"max_components": 20, "n_folds": 10, "rule": "onesigma"}
     )
     config.conformal_alpha = 0.1
-    # Few-shot classical rows: "split" (the method's own scores, else master CV residuals) or
-    # "cv+" (CV+ over the k transfer samples, 5 refits each: target-calibrated, slower).
+    # Few-shot rows: "split" (the method's own scores, else master CV residuals) or "cv+" (CV+
+    # over the k transfer samples, 5 refits each: target-calibrated, slower; model rows too).
     config.intervals = "split"
     config.methods = ALL_METHODS
     config.workers = 2

@@ -90,3 +90,60 @@ def test_few_shot_model_intervals_calibrate_on_target_transfer_samples(model_run
     # where the master's 45 CV residuals give the frozen row a finite one.
     assert all(r["interval_half_width"] == float("inf") for r in lora)
     assert all(0 < r["interval_half_width"] < float("inf") for r in frozen)
+
+
+def test_auto_model_chooses_among_classical_and_model_rows_with_cv_plus_intervals(
+    tmp_path, tiny_export
+):
+    from caltransfer_jax.methods.auto import MODEL_CANDIDATES
+
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "caltransfer_jax.benchmark",
+            "--config=configs/benchmark.py:quick",
+            "--config.methods=('dipls_semisupervised','model_dipls_semisupervised','model_lora',"
+            "'auto_model')",
+            f"--config.model.init={tiny_export}",
+            "--config.ks=(10,)",
+            "--config.n_splits=1",
+            "--config.n_draws=1",
+            "--config.kennard_stone=False",
+            "--config.workers=1",
+            "--config.intervals=cv+",
+            "--config.model.few_shot.steps=3",
+            f"--workdir={tmp_path}",
+        ],
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    records = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
+    rows = {r["method"]: r for r in records if r["k"] == 10}
+    assert set(rows) == {
+        "dipls_semisupervised",
+        "model_dipls_semisupervised",
+        "model_lora",
+        "auto_model",
+    }
+    assert rows["auto_model"]["family"] == "model"
+    assert rows["auto_model"]["chosen"] in MODEL_CANDIDATES
+    # Every few-shot row, the model's included, gets CV+ intervals from refits without each fold
+    # of its 10 transfer samples: finite (10 scores suffice at 90 %) and varying per sample.
+    for r in rows.values():
+        assert r["interval"] == "cv+"
+        assert 0 < r["interval_half_width"] < float("inf")
+
+
+def test_auto_model_refuses_instruments_on_their_own_axes():
+    import numpy as np
+
+    from caltransfer_jax.methods.registry import METHODS
+
+    axis = np.linspace(4000.0, 9000.0, 50)
+    context = {"settings": {}, "wavenumber": axis, "modality": "NIR", "seed": 0}
+    METHODS["auto_model"].build(None, None, context | {"target_wavenumber": axis.copy()})
+    with pytest.raises(ValueError, match="auto_model .* one axis"):
+        METHODS["auto_model"].build(None, None, context | {"target_wavenumber": axis[:40]})

@@ -19,7 +19,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 SCATTER_K = 10
-AUTO_ROWS = ("auto", "auto_zero_shot")  # rows that choose among the others
+AUTO_ROWS = ("auto", "auto_model", "auto_zero_shot")  # rows that choose among the others
 DPI = 120
 # Emphasised rows: `auto` and the best classical row first, then one colour per model row.
 _AUTO, _BEST = "#c0392b", "#1f4e9c"

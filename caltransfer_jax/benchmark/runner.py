@@ -182,13 +182,12 @@ class _JobRun:
         seconds = time.perf_counter() - start
         residuals, _ = conformity_scores(method, master)
         cv = None
-        if self.settings["intervals"] == "cv+" and spec.family == "classical" and k >= 2:
+        if self.settings["intervals"] == "cv+" and k >= 2:
             chosen = getattr(method, "chosen_builder", None)  # `auto`: its choice, fixed
             build = chosen() if chosen else lambda: spec.build(master, pls, context)
             seed = (self.split.index, k, draw)
-            cv = cross_validate_transfer(
-                build, self.master_pool, self.y_pool_std, arrays, X_test, seed
-            )
+            # Model rows are refitted on what they read (their own axes, where those differ).
+            cv = cross_validate_transfer(build, X_master, self.y_pool_std, arrays, X_test, seed)
         self._record(
             spec.name,
             spec.family,
@@ -336,7 +335,7 @@ def plan(config) -> tuple[list[Split], list[TransferSet], list[Job]]:
     return splits, all_sets, jobs
 
 
-# How few-shot classical rows get their intervals: split-conformal on the method's scores
+# How few-shot rows get their intervals: split-conformal on the method's scores
 # (`methods.base.conformity_scores`), or CV+ over the transfer samples (refits per fold).
 INTERVALS = ("split", "cv+")
 # Fields that may differ when a benchmark is rerun into the same workdir.
@@ -388,6 +387,11 @@ def run(config, workdir: str) -> list[dict]:
         from caltransfer_jax.models.export import check_unseen
 
         check_unseen(config.model.init, dataset.name)
+        if dataset.native is not None and "auto_model" in config.methods:
+            raise ValueError(
+                f"methods: auto_model needs both instruments on one axis; {dataset.name}'s "
+                "instruments have their own (name `auto` and the model rows instead)"
+            )
     splits, sets, jobs = plan(config)
     identity = {k: v for k, v in config.to_dict().items() if k not in OPERATIONAL_FIELDS}
     workdir = claim(workdir, "benchmark", identity)

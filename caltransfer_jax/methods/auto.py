@@ -52,6 +52,10 @@ CANDIDATES = (
     "target_pls",
     "augmented_pls",
 )
+# `auto_model` (a pretrained export given): the model's few-shot rows join the candidates. The
+# same rule and default, so a model row is chosen only where it is clearly better on the user's
+# transfer samples. (Both on one axis: the classical candidates compare spectra point by point.)
+MODEL_CANDIDATES = CANDIDATES + ("model_dipls_semisupervised", "model_lora")
 # The zero-shot methods `auto_zero_shot` chooses among (standards_offset where standards exist).
 ZERO_SHOT_CANDIDATES = ("mean_recentring", "dipls", "emsc_dipls", "standards_offset")
 

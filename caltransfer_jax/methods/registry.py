@@ -11,6 +11,8 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
+import numpy as np
+
 from caltransfer_jax.methods import auto
 from caltransfer_jax.methods.base import TransferMethod
 from caltransfer_jax.methods.classical import (
@@ -31,6 +33,19 @@ def _model_method(name: str, context: dict, master: PLSRegressionCV | None) -> T
     from caltransfer_jax.methods.model import estimators
 
     return getattr(estimators, name)(**context, master=master)
+
+
+def _one_axis(context: dict) -> dict:
+    """`context` for a method whose candidates include classical ones, which compare master and
+    target spectra point by point; refused where the instruments have their own axes."""
+    target = context.get("target_wavenumber")
+    if target is not None and not np.array_equal(target, context["wavenumber"]):
+        raise ValueError(
+            "auto_model chooses among classical methods too, which need the master and target "
+            "spectra on one axis; these instruments have their own (use `auto` on the common "
+            "range, or a model row)"
+        )
+    return context
 
 
 @dataclasses.dataclass(frozen=True)
@@ -170,6 +185,16 @@ _SPECS = [
         "semi-supervised di-PLS unless another few-shot method has a cross-validated RMSE on "
         "the transfer samples smaller by more than one standard error",
         default=False,  # 10 candidates × 5 refits per transfer: run it when named
+    ),
+    MethodSpec(
+        "auto_model",
+        "model",
+        lambda master, pls, context: auto.AutoTransfer(
+            master, pls, _one_axis(context), auto.MODEL_CANDIDATES, context.get("seed", 0)
+        ),
+        False,
+        "`auto` with the foundation model's few-shot rows among its candidates",
+        default=False,  # 12 candidates × 5 refits per transfer, two of them the model's
     ),
     MethodSpec(
         "auto_zero_shot",

@@ -194,10 +194,10 @@ class CalibrationTransfer(RegressorMixin, BaseEstimator):
         return curve.in_units(self.y_scale_)
 
     def _scores(self, spec, build, master, X, y, arrays) -> tuple[np.ndarray, str]:
-        """Conformity scores for the interval, and what they are: for few-shot classical methods
-        the residuals of refits without each fold of the transfer samples (target-calibrated),
-        else the method's own (`methods.base.conformity_scores`)."""
-        if spec.family == "classical" and not spec.zero_shot and len(arrays["y_transfer"]) >= 2:
+        """Conformity scores for the interval, and what they are: for few-shot methods (model
+        rows too) the residuals of refits without each fold of the transfer samples
+        (target-calibrated), else the method's own (`methods.base.conformity_scores`)."""
+        if not spec.zero_shot and len(arrays["y_transfer"]) >= 2:
             chosen = getattr(self.method_, "chosen_builder", None)  # `auto`: its choice, fixed
             with threadpool_limits(1):
                 cv = cross_validate_transfer(
