@@ -240,3 +240,34 @@ def test_every_classical_method_saves_and_loads_to_the_last_bit(tmp_path, method
         strict=True,
     ):
         np.testing.assert_array_equal(loaded, fitted)
+
+
+@pytest.mark.parametrize("candidate", ["model_dipls_semisupervised", "dipls_semisupervised"])
+def test_auto_model_transfer_is_the_method_it_chose_and_saves_as_such(
+    tmp_path, tiny_export, monkeypatch, candidate
+):
+    from caltransfer_jax.methods import auto
+    from configs import adapt
+
+    # One candidate, so that each kind of choice (a model row, a classical one) is exercised;
+    # the choice among all candidates is covered by the benchmark's `auto_model` test.
+    monkeypatch.setattr(auto, "MODEL_CANDIDATES", (candidate,))
+    model = adapt.model_config().to_dict() | {"init": str(tiny_export)}
+    transfer = CalibrationTransfer(method="auto_model", model=model)
+    dataset = dataset_file.load("corn")
+    provenance = workflow.fit_on_dataset(dataset, "m5", "mp6", "moisture", transfer, k=8)
+    assert transfer.choice_["chosen"] == candidate
+    assert set(transfer.choice_["cv_rmse"]) == {candidate}
+    assert transfer.family_ == methods_registry.METHODS[candidate].family
+    assert f"- chosen: `{candidate}`" in workflow.report(transfer, provenance)
+    assert "cross-validated residuals on the 8 target transfer samples" in transfer.interval_basis_
+    transfer.save(tmp_path / "t")
+    info = json.loads((tmp_path / "t" / "transfer.json").read_text())
+    assert info["method"] == "auto_model" and info["choice"]["chosen"] == candidate
+    X = dataset.spectra.on_instrument("mp6").values
+    for fitted, loaded in zip(
+        transfer.predict_interval(X),
+        CalibrationTransfer.load(tmp_path / "t").predict_interval(X),
+        strict=True,
+    ):
+        np.testing.assert_array_equal(fitted, loaded)

@@ -152,6 +152,13 @@ class CalibrationTransfer(RegressorMixin, BaseEstimator):
         scores, self.interval_basis_ = self._scores(
             spec, lambda: spec.build(master, template, context), master, X, standardised, arrays
         )
+        # `auto`/`auto_model`: what it chose and why (CV RMSE per candidate, standardised).
+        self.choice_ = None
+        if hasattr(self.method_, "chosen_"):
+            self.choice_ = {"chosen": self.method_.chosen_, "cv_rmse": self.method_.criterion_}
+            if spec.family == "model":  # the transfer is the chosen method, saved as such
+                self.method_ = self.method_.method_
+                self.family_ = registry.get([self.choice_["chosen"]])[0].family
         self.half_width_ = conformal_quantile(scores * self.y_scale_, self.alpha)
         self.wavenumber_, self.target_wavenumber_, self.modality_ = wavenumber, target, modality
         self.n_transfer_ = len(arrays.get("y_transfer", ()))
@@ -272,7 +279,8 @@ class CalibrationTransfer(RegressorMixin, BaseEstimator):
                 directory / "head.skops",
             )
             np.savez(directory / "model.npz", shift=np.asarray(self.method_.shift_))
-            save_adapters(directory, self.method_.adapters_, {"method": self.method})
+            chosen = self.choice_["chosen"] if self.choice_ else self.method
+            save_adapters(directory, self.method_.adapters_, {"method": chosen})
         else:
             skops.io.dump(
                 {"preprocessing": self.preprocessing_, "method": self.method_},
@@ -283,6 +291,7 @@ class CalibrationTransfer(RegressorMixin, BaseEstimator):
             "package_version": __version__,
             "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             "method": self.method,
+            "choice": self.choice_,
             "family": self.family_,
             "preprocessing": self.preprocessing,
             "pls": self.pls,
@@ -322,6 +331,7 @@ class CalibrationTransfer(RegressorMixin, BaseEstimator):
         transfer.interval_basis_ = info["interval"]["basis"]
         transfer.n_transfer_ = info["n_transfer"]
         transfer.guard_ = info["guard"]
+        transfer.choice_ = info["choice"]
         if info["family"] == "model":
             transfer.preprocessing_ = None
             transfer.method_ = _load_model_method(directory, transfer)
@@ -361,7 +371,9 @@ def _load_model_method(directory: pathlib.Path, transfer: CalibrationTransfer):
 
     settings = dict(transfer.model)
     settings["init"] = str((directory / "export").resolve())
-    (spec,) = registry.get([transfer.method])
+    # `auto_model` saved the model row it chose.
+    chosen = transfer.method if transfer.choice_ is None else transfer.choice_["chosen"]
+    (spec,) = registry.get([chosen])
     context = {
         "settings": settings,
         "wavenumber": transfer.wavenumber_,

@@ -190,6 +190,12 @@ def report(transfer: CalibrationTransfer, provenance: dict) -> str:
         else "- interval: unbounded (too few residuals for this level)",
         f"- interval basis: {transfer.interval_basis_}",
     ]
+    if transfer.choice_:
+        rmse = ", ".join(f"{k} {v:.3g}" for k, v in sorted(transfer.choice_["cv_rmse"].items()))
+        lines.append(
+            f"- chosen: `{transfer.choice_['chosen']}` (cross-validated RMSE on the transfer "
+            f"samples, label SDs: {rmse})"
+        )
     if transfer.guard_:
         guard = transfer.guard_
         values = ", ".join(
