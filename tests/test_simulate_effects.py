@@ -242,3 +242,44 @@ def test_unknown_effect_and_range_outside_grid():
     with pytest.raises(ValueError, match="outside the NIR simulation grid"):
         dataclasses.replace(inst, axis=np.linspace(2000, 3000, 100))
     assert set(EFFECTS) >= {"axis", "resolution", "stray_light", "nonlinearity", "noise"}
+
+
+def test_temperature_moves_each_measurement_by_its_chemistry_times_its_kelvin():
+    from caltransfer_jax.simulate.corpus import Simulator, SimulatorConfig
+
+    config = SimulatorConfig(
+        num_components=16,
+        num_families=8,
+        instruments_per_modality=(2, 0, 2),
+        modality_weights=(0.5, 0.0, 0.5),
+    )
+    simulator = Simulator(config)
+    ids = list(range(16))
+    still = simulator.generate(ids, ())
+    warm = simulator.generate(ids, ("temperature",))
+    checked, shapes = 0, []
+    for index, cold, hot in zip(ids, still, warm, strict=True):
+        sample = simulator.sample(index)
+        ends = np.cumsum(hot["lengths"])[:-1]
+        for v, (a, b) in enumerate(
+            zip(np.split(cold["values"], ends), np.split(hot["values"], ends), strict=True)
+        ):
+            inst = simulator.instruments[sample.instruments[v]]
+            if inst.modality == "Raman":  # not modelled there
+                np.testing.assert_array_equal(a, b)
+                continue
+            # With no other effect on, the change is the sample's dA/dT (its chemistry: each
+            # component's bands move and change in strength by their own amounts) read by the
+            # instrument, times this measurement's temperature.
+            kelvin = float(sample.jitter[v].temperature[0]) * inst.temperature
+            per_kelvin = simulator.true_spectra([sample], thermal=True)
+            expected = measure(inst, per_kelvin, sample.jitter[v], ())[0] * kelvin
+            # (float32 spectra of order 1: differences good to ~1e-7 absolute)
+            np.testing.assert_allclose(b - a, expected, atol=1e-6 + 1e-3 * np.abs(expected).max())
+            assert np.abs(b - a).max() > 0
+            shapes.append((b - a) / kelvin)
+            checked += 1
+    assert checked >= 8
+    # Per kelvin the change differs from sample to sample (it is not one instrument-wide shape).
+    same_instrument = [s for s in shapes if s.size == shapes[0].size]
+    assert np.corrcoef(np.array(same_instrument)).min() < 0.9

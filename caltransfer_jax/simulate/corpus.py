@@ -37,7 +37,12 @@ from caltransfer_jax.simulate.instruments import (
     measure,
 )
 
-FAMILY_STREAM, SAMPLE_STREAM = 2, 3
+FAMILY_STREAM, SAMPLE_STREAM, THERMAL_STREAM = 2, 3, 4
+# The `temperature` effect: per kelvin, component c's bands move by β_c (SD below, in the fine
+# grid's unit: nm for NIR, cm⁻¹ for IR) and change in strength by a fraction γ_c, both drawn per
+# component from (seed, THERMAL_STREAM, c).
+THERMAL_SHIFT = {"NIR": 0.4, "IR": 0.05, "Raman": 0.0}
+THERMAL_INTENSITY = 4e-3
 
 # Kinds of family per modality: (probability, path-length range (log-uniform), scatter offset
 # range). Path is in absorbance units at unit concentration for the strongest band of a
@@ -162,6 +167,7 @@ class Simulator:
         }
         self._library: dict[str, np.ndarray] = {}  # modality -> (num_components, N)
         self._computed: dict[str, np.ndarray] = {}  # modality -> (num_components,) bool
+        self._thermal: dict[str, np.ndarray] = {}  # modality -> (num_components, N): dε_c/dT
         self._families: dict[int, Family] = {}
 
     # ----------------------------------------------------------------------------------------
@@ -194,6 +200,20 @@ class Simulator:
             done[c] = True
         return library
 
+    def thermal_library(self, modality: str) -> np.ndarray:
+        """(num_components, N) dε_c/dT = −β_c ∂ε_c/∂x + γ_c ε_c per kelvin (module constants),
+        computed for the whole library on first use."""
+        if modality not in self._thermal:
+            library = self._fill(modality, np.arange(self.config.num_components))
+            step = FINE_GRIDS[modality].step
+            thermal = np.empty_like(library)
+            for c in range(library.shape[0]):
+                rng = np.random.default_rng([self.config.seed, THERMAL_STREAM, c])
+                beta, gamma = rng.standard_normal(2) * (THERMAL_SHIFT[modality], THERMAL_INTENSITY)
+                thermal[c] = -beta * np.gradient(library[c], step) + gamma * library[c]
+            self._thermal[modality] = thermal
+        return self._thermal[modality]
+
     def build_library(self) -> None:
         """Computes every component in every modality now (~1 s per modality) rather than on
         first use, so that later batches run at full speed."""
@@ -206,6 +226,7 @@ class Simulator:
         component_ids: np.ndarray,
         concentrations: np.ndarray,
         path: np.ndarray,
+        thermal: bool = False,
     ) -> np.ndarray:
         """Beer–Lambert: A = path · Σ_c conc_c ε_c on the fine grid (linear in conc × path).
 
@@ -214,13 +235,17 @@ class Simulator:
           component_ids: (n, k) component ids (-1 = unused slot).
           concentrations: (n, k) concentrations (0 in unused slots).
           path: (n,) path lengths.
+          thermal: its temperature derivative dA/dT instead (`thermal_library`).
 
         Returns:
           (n, N) float32 absorbance (Raman: intensity) before scatter.
         """
         ids = np.asarray(component_ids)
         weights = (np.asarray(concentrations) * np.asarray(path)[:, None]).astype(np.float32)
-        library = self._fill(modality, ids[ids >= 0])
+        if thermal:
+            library = self.thermal_library(modality)
+        else:
+            library = self._fill(modality, ids[ids >= 0])
         out = np.zeros((ids.shape[0], library.shape[1]), np.float32)
         for slot in range(ids.shape[1]):  # ≤ 8 gathers of (n, N) instead of a dense matmul
             used = ids[:, slot] >= 0
@@ -319,8 +344,9 @@ class Simulator:
         jitter = tuple(draw_jitter(self.instruments[i], rng) for i in chosen)
         return Sample(index, fam, fractions, path, scatter, chosen, jitter)
 
-    def true_spectra(self, samples: Sequence[Sample]) -> np.ndarray:
-        """(n, N) float32 true spectra (Beer–Lambert + scatter) of samples of one modality."""
+    def true_spectra(self, samples: Sequence[Sample], thermal: bool = False) -> np.ndarray:
+        """(n, N) float32 true spectra (Beer–Lambert + scatter) of samples of one modality, or
+        with `thermal` their change per kelvin of sample temperature."""
         modality = samples[0].family.modality
         k = self.config.max_components
         ids = np.full((len(samples), k), -1)
@@ -330,6 +356,8 @@ class Simulator:
             conc[r, : s.fractions.size] = s.fractions
         path = np.array([s.path for s in samples], dtype=np.float32)
         b, additive = self.scatter(modality, [s.scatter for s in samples])
+        if thermal:
+            return b * self.absorbance(modality, ids, conc, path, thermal=True)
         spectra = b * self.absorbance(modality, ids, conc, path) + additive
         # Reflectance can fall slightly below the white reference, never far (A ≥ -1).
         return spectra if modality == "Raman" else np.maximum(spectra, -1.0)
@@ -361,6 +389,9 @@ class Simulator:
             if not rows:
                 continue
             fine = self.true_spectra([samples[r] for r in rows])
+            thermal = None
+            if "temperature" in effects and modality != "Raman":
+                thermal = self.true_spectra([samples[r] for r in rows], thermal=True)
             # Group the measurements by instrument so each instrument runs once, vectorised.
             jobs: dict[int, list[tuple[int, int]]] = {}
             for j, r in enumerate(rows):
@@ -369,9 +400,13 @@ class Simulator:
             for inst, members in jobs.items():
                 jit = [samples[rows[j]].jitter[v] for j, v in members]
                 stacked = Jitter(*(np.concatenate([getattr(x, f) for x in jit]) for f in _JIT))
-                out = measure(
-                    self.instruments[inst], fine[[j for j, _ in members]], stacked, effects
-                )
+                true = fine[[j for j, _ in members]]
+                if thermal is not None:  # this measurement's sample temperature, in K
+                    kelvin = stacked.temperature * self.instruments[inst].temperature
+                    true = (
+                        true + kelvin[:, None].astype(np.float32) * thermal[[j for j, _ in members]]
+                    )
+                out = measure(self.instruments[inst], true, stacked, effects)
                 for (j, v), spectrum in zip(members, out, strict=True):
                     views[rows[j]][v] = spectrum
         return [self._record(s, v) for s, v in zip(samples, views, strict=True)]

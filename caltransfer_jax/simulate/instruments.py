@@ -23,6 +23,13 @@ through its own optics and electronics, in this order (absorbance modalities, NI
    re-centring (docs/DIAGNOSIS.md);
 8. photometric gain and a baseline offset + slope·u + curvature·u².
 
+Before all this (the `temperature` effect, NIR/IR, applied by the corpus to the true spectrum,
+whose composition it knows): the sample's temperature differs from one measurement to the next
+(SD fixed per instrument: its temperature control), and each component's bands move and change
+in strength with temperature by amounts drawn per component — so the change depends on the
+sample's chemistry, differs per measurement, and sits in the strong bands (the water band of
+real NIR spectra is the classic case).
+
 Raman instruments work on intensities: the same resampling, ILS and axis error, a Rayleigh-tail
 stray-light term at low shift, detector saturation, a wavelength-dependent response (gain),
 shot + read noise, and a dark/background baseline.
@@ -52,6 +59,7 @@ EFFECTS = (
     "jitter",
     "path_response",
     "presentation",
+    "temperature",  # applied to the true spectra by the corpus (`corpus.SimulatedCorpus`)
 )
 PATH_DEGREE = 6  # Legendre degrees 1…6 of the path-length response and its per-measurement part
 _FWHM_TO_SIGMA = 1.0 / (2.0 * np.sqrt(2.0 * np.log(2.0)))
@@ -147,6 +155,7 @@ RANGES = {
         "jitter_gain": ("log", 1e-4, 5e-3),
         "path_response": ("log", 1e-3, 3e-2),  # RMS of r(u) over the range
         "presentation": ("log", 5e-4, 1e-2),  # RMS of e(u) per measurement
+        "temperature": ("log", 0.2, 3.0),  # SD of the sample temperature per measurement, K
     },
     "IR": {
         "offset": (-0.02, 0.02),
@@ -164,6 +173,7 @@ RANGES = {
         "jitter_gain": ("log", 1e-4, 5e-3),
         "path_response": ("log", 1e-3, 3e-2),
         "presentation": ("log", 5e-4, 1e-2),
+        "temperature": ("log", 0.2, 3.0),
     },
     "Raman": {
         "offset": (0.0, 0.05),
@@ -181,6 +191,7 @@ RANGES = {
         "jitter_gain": ("log", 1e-3, 2e-2),
         "path_response": (0.0, 0.0),  # Raman intensities: the response curve plays this part
         "presentation": (0.0, 0.0),
+        "temperature": (0.0, 0.0),  # not modelled for Raman
     },
 }
 _RAYLEIGH_DECAY = (50.0, 200.0)  # cm⁻¹, decay length of the Rayleigh tail
@@ -211,6 +222,7 @@ class Instrument:
       template: the instrument type's name.
       path_response: (PATH_DEGREE,) Legendre coefficients (degrees 1…) of r(u), NIR/IR.
       presentation: RMS of the per-measurement path-length function e(u), NIR/IR.
+      temperature: SD of the sample temperature from one measurement to the next (K), NIR/IR.
     """
 
     instrument_id: int
@@ -238,6 +250,7 @@ class Instrument:
     template: str
     path_response: tuple[float, ...] = (0.0,) * PATH_DEGREE
     presentation: float = 0.0
+    temperature: float = 0.0
     internal: Grid = dataclasses.field(init=False, repr=False)  # ILS grid, uniform in `unit`
     fine_index: np.ndarray = dataclasses.field(init=False, repr=False)  # internal on fine grid
     u: np.ndarray = dataclasses.field(init=False, repr=False)  # (p,) -1 … +1 across the range
@@ -358,6 +371,7 @@ def make_instrument(
         # Drawn last, so the parameters above are those drawn before these effects existed.
         path_response=_smooth_function(rng, _draw(rng, r["path_response"])),
         presentation=_draw(rng, r["presentation"]),
+        temperature=_draw(rng, r["temperature"]),
     )
 
 
@@ -372,6 +386,8 @@ class Jitter:
       noise: (n, p) standard normal draws for the detector noise.
       presentation: (n, PATH_DEGREE) Legendre coefficients of the per-measurement path-length
         function e(u) for an instrument of `presentation` 1 (None: none).
+      temperature: (n,) standard normal draws of the sample temperature (× the instrument's
+        `temperature`, in K; None: none).
     """
 
     shift: np.ndarray
@@ -379,6 +395,7 @@ class Jitter:
     gain: np.ndarray
     noise: np.ndarray
     presentation: np.ndarray | None = None
+    temperature: np.ndarray | None = None
 
 
 def draw_jitter(instrument: Instrument, rng: np.random.Generator, n: int = 1) -> Jitter:
@@ -388,7 +405,8 @@ def draw_jitter(instrument: Instrument, rng: np.random.Generator, n: int = 1) ->
     # From a child stream, so the draws above are those made before this effect existed.
     child = rng.spawn(1)[0]
     presentation = np.array([_smooth_function(child, 1.0) for _ in range(n)])
-    return Jitter(shift=shift, offset=offset, gain=gain, noise=noise, presentation=presentation)
+    temperature = rng.spawn(1)[0].standard_normal(n)  # a second child, for the same reason
+    return Jitter(shift, offset, gain, noise, presentation, temperature)
 
 
 def _lerp(x: np.ndarray, pos: np.ndarray) -> np.ndarray:
