@@ -14,24 +14,18 @@ import pytest
 REPO = pathlib.Path(__file__).parents[1]
 
 
-@pytest.fixture(scope="module")
-def model_run(tmp_path_factory, tiny_export):
-    workdir = tmp_path_factory.mktemp("bench")
+def _benchmark(workdir, *overrides) -> list[dict]:
+    """The quick benchmark with `overrides`, run as a command; its records."""
     subprocess.run(
         [
             sys.executable,
             "-m",
             "caltransfer_jax.benchmark",
             "--config=configs/benchmark.py:quick",
-            "--config.methods=('mean_recentring','model_frozen','model_ttt','model_lora',"
-            "'model_dipls','model_emsc_dipls','model_dipls_semisupervised')",
-            f"--config.model.init={tiny_export}",
-            "--config.ks=(0,5)",
             "--config.n_splits=1",
             "--config.n_draws=1",
             "--config.workers=1",
-            "--config.model.ttt.steps=10",
-            "--config.model.few_shot.steps=5",
+            *overrides,
             f"--workdir={workdir}",
         ],
         cwd=REPO,
@@ -39,7 +33,21 @@ def model_run(tmp_path_factory, tiny_export):
         capture_output=True,
         text=True,
     )
-    records = [json.loads(line) for line in (workdir / "results.jsonl").read_text().splitlines()]
+    return [json.loads(line) for line in (workdir / "results.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def model_run(tmp_path_factory, tiny_export):
+    workdir = tmp_path_factory.mktemp("bench")
+    records = _benchmark(
+        workdir,
+        "--config.methods=('mean_recentring','model_frozen','model_ttt','model_lora',"
+        "'model_dipls','model_emsc_dipls','model_dipls_semisupervised')",
+        f"--config.model.init={tiny_export}",
+        "--config.ks=(0,5)",
+        "--config.model.ttt.steps=10",
+        "--config.model.few_shot.steps=5",
+    )
     splits = json.loads((workdir / "splits.json").read_text())
     sets = [json.loads(line) for line in (workdir / "transfer_sets.jsonl").read_text().splitlines()]
     return records, splits, sets
@@ -97,30 +105,16 @@ def test_auto_model_chooses_among_classical_and_model_rows_with_cv_plus_interval
 ):
     from caltransfer_jax.methods.auto import MODEL_CANDIDATES
 
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "caltransfer_jax.benchmark",
-            "--config=configs/benchmark.py:quick",
-            "--config.methods=('dipls_semisupervised','model_dipls_semisupervised','model_lora',"
-            "'auto_model')",
-            f"--config.model.init={tiny_export}",
-            "--config.ks=(10,)",
-            "--config.n_splits=1",
-            "--config.n_draws=1",
-            "--config.kennard_stone=False",
-            "--config.workers=1",
-            "--config.intervals=cv+",
-            "--config.model.few_shot.steps=3",
-            f"--workdir={tmp_path}",
-        ],
-        cwd=REPO,
-        check=True,
-        capture_output=True,
-        text=True,
+    records = _benchmark(
+        tmp_path,
+        "--config.methods=('dipls_semisupervised','model_dipls_semisupervised','model_lora',"
+        "'auto_model')",
+        f"--config.model.init={tiny_export}",
+        "--config.ks=(10,)",
+        "--config.kennard_stone=False",
+        "--config.intervals=cv+",
+        "--config.model.few_shot.steps=3",
     )
-    records = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
     rows = {r["method"]: r for r in records if r["k"] == 10}
     assert set(rows) == {
         "dipls_semisupervised",
@@ -131,7 +125,7 @@ def test_auto_model_chooses_among_classical_and_model_rows_with_cv_plus_interval
     assert rows["auto_model"]["family"] == "model"
     assert rows["auto_model"]["chosen"] in MODEL_CANDIDATES
     # Every few-shot row, the model's included, gets CV+ intervals from refits without each fold
-    # of its 10 transfer samples: finite (10 scores suffice at 90 %) and varying per sample.
+    # of its 10 transfer samples: finite (10 scores suffice at 90 %).
     for r in rows.values():
         assert r["interval"] == "cv+"
         assert 0 < r["interval_half_width"] < float("inf")

@@ -232,14 +232,33 @@ def test_every_classical_method_saves_and_loads_to_the_last_bit(tmp_path, method
     dataset = dataset_file.load("corn")
     transfer = CalibrationTransfer(method=method)
     workflow.fit_on_dataset(dataset, "m5", "mp6", "moisture", transfer, k=10)
-    transfer.save(tmp_path / "t")
-    X = dataset.spectra.on_instrument("mp6").values
+    _assert_it_saves_and_loads_to_the_last_bit(transfer, tmp_path / "t", dataset, "mp6")
+
+
+def _assert_it_saves_and_loads_to_the_last_bit(transfer, directory, dataset, target):
+    transfer.save(directory)
+    X = dataset.spectra.on_instrument(target).values
     for fitted, loaded in zip(
         transfer.predict_interval(X),
-        CalibrationTransfer.load(tmp_path / "t").predict_interval(X),
+        CalibrationTransfer.load(directory).predict_interval(X),
         strict=True,
     ):
         np.testing.assert_array_equal(loaded, fitted)
+
+
+def test_a_transfer_saved_before_choices_were_recorded_still_loads(tmp_path):
+    dataset = dataset_file.load("corn")
+    transfer = CalibrationTransfer(method="pds")
+    workflow.fit_on_dataset(dataset, "m5", "mp6", "moisture", transfer, k=10)
+    transfer.save(tmp_path / "t")
+    info_path = tmp_path / "t" / "transfer.json"
+    info = json.loads(info_path.read_text())
+    assert info.pop("choice") is None
+    info_path.write_text(json.dumps(info))
+    loaded = CalibrationTransfer.load(tmp_path / "t")
+    assert loaded.choice_ is None and loaded.fitted_method == "pds"
+    X = dataset.spectra.on_instrument("mp6").values
+    np.testing.assert_array_equal(loaded.predict(X), transfer.predict(X))
 
 
 @pytest.mark.parametrize("candidate", ["model_dipls_semisupervised", "dipls_semisupervised"])
@@ -261,13 +280,7 @@ def test_auto_model_transfer_is_the_method_it_chose_and_saves_as_such(
     assert transfer.family_ == methods_registry.METHODS[candidate].family
     assert f"- chosen: `{candidate}`" in workflow.report(transfer, provenance)
     assert "cross-validated residuals on the 8 target transfer samples" in transfer.interval_basis_
-    transfer.save(tmp_path / "t")
+    assert transfer.fitted_method == candidate
+    _assert_it_saves_and_loads_to_the_last_bit(transfer, tmp_path / "t", dataset, "mp6")
     info = json.loads((tmp_path / "t" / "transfer.json").read_text())
     assert info["method"] == "auto_model" and info["choice"]["chosen"] == candidate
-    X = dataset.spectra.on_instrument("mp6").values
-    for fitted, loaded in zip(
-        transfer.predict_interval(X),
-        CalibrationTransfer.load(tmp_path / "t").predict_interval(X),
-        strict=True,
-    ):
-        np.testing.assert_array_equal(fitted, loaded)

@@ -400,12 +400,11 @@ class Simulator:
             for inst, members in jobs.items():
                 jit = [samples[rows[j]].jitter[v] for j, v in members]
                 stacked = Jitter(*(np.concatenate([getattr(x, f) for x in jit]) for f in _JIT))
-                true = fine[[j for j, _ in members]]
+                index = [j for j, _ in members]
+                true = fine[index]
                 if thermal is not None:  # this measurement's sample temperature, in K
                     kelvin = stacked.temperature * self.instruments[inst].temperature
-                    true = (
-                        true + kelvin[:, None].astype(np.float32) * thermal[[j for j, _ in members]]
-                    )
+                    true = true + kelvin[:, None].astype(np.float32) * thermal[index]
                 out = measure(self.instruments[inst], true, stacked, effects)
                 for (j, v), spectrum in zip(members, out, strict=True):
                     views[rows[j]][v] = spectrum

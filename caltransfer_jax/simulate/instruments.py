@@ -59,7 +59,7 @@ EFFECTS = (
     "jitter",
     "path_response",
     "presentation",
-    "temperature",  # applied to the true spectra by the corpus (`corpus.SimulatedCorpus`)
+    "temperature",  # applied to the true spectra by the corpus (`corpus.Simulator`)
 )
 PATH_DEGREE = 6  # Legendre degrees 1…6 of the path-length response and its per-measurement part
 _FWHM_TO_SIGMA = 1.0 / (2.0 * np.sqrt(2.0 * np.log(2.0)))

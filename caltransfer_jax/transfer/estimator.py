@@ -158,7 +158,7 @@ class CalibrationTransfer(RegressorMixin, BaseEstimator):
             self.choice_ = {"chosen": self.method_.chosen_, "cv_rmse": self.method_.criterion_}
             if spec.family == "model":  # the transfer is the chosen method, saved as such
                 self.method_ = self.method_.method_
-                self.family_ = registry.get([self.choice_["chosen"]])[0].family
+                self.family_ = registry.METHODS[self.fitted_method].family
         self.half_width_ = conformal_quantile(scores * self.y_scale_, self.alpha)
         self.wavenumber_, self.target_wavenumber_, self.modality_ = wavenumber, target, modality
         self.n_transfer_ = len(arrays.get("y_transfer", ()))
@@ -199,6 +199,14 @@ class CalibrationTransfer(RegressorMixin, BaseEstimator):
                 seed=self.seed,
             )
         return curve.in_units(self.y_scale_)
+
+    @property
+    def fitted_method(self) -> str:
+        """The registry name of the fitted method: `method`, or the row a model-family chooser
+        (`auto_model`) chose — the transfer is that row."""
+        if self.choice_ and registry.METHODS[self.method].family == "model":
+            return self.choice_["chosen"]
+        return self.method
 
     def _scores(self, spec, build, master, X, y, arrays) -> tuple[np.ndarray, str]:
         """Conformity scores for the interval, and what they are: for few-shot methods (model
@@ -279,8 +287,7 @@ class CalibrationTransfer(RegressorMixin, BaseEstimator):
                 directory / "head.skops",
             )
             np.savez(directory / "model.npz", shift=np.asarray(self.method_.shift_))
-            chosen = self.choice_["chosen"] if self.choice_ else self.method
-            save_adapters(directory, self.method_.adapters_, {"method": chosen})
+            save_adapters(directory, self.method_.adapters_, {"method": self.fitted_method})
         else:
             skops.io.dump(
                 {"preprocessing": self.preprocessing_, "method": self.method_},
@@ -331,7 +338,7 @@ class CalibrationTransfer(RegressorMixin, BaseEstimator):
         transfer.interval_basis_ = info["interval"]["basis"]
         transfer.n_transfer_ = info["n_transfer"]
         transfer.guard_ = info["guard"]
-        transfer.choice_ = info["choice"]
+        transfer.choice_ = info.get("choice")  # absent from transfers saved before it existed
         if info["family"] == "model":
             transfer.preprocessing_ = None
             transfer.method_ = _load_model_method(directory, transfer)
@@ -371,9 +378,7 @@ def _load_model_method(directory: pathlib.Path, transfer: CalibrationTransfer):
 
     settings = dict(transfer.model)
     settings["init"] = str((directory / "export").resolve())
-    # `auto_model` saved the model row it chose.
-    chosen = transfer.method if transfer.choice_ is None else transfer.choice_["chosen"]
-    (spec,) = registry.get([chosen])
+    (spec,) = registry.get([transfer.fitted_method])
     context = {
         "settings": settings,
         "wavenumber": transfer.wavenumber_,
