@@ -53,6 +53,8 @@ def validate_config(config) -> None:
         ("lora.rank", config.lora.rank >= 1, "at least 1"),
         ("ttt.steps", config.ttt.steps >= 1, "at least 1"),
         ("few_shot.steps", config.few_shot.steps >= 1, "at least 1"),
+        ("few_shot.eval_every", config.few_shot.eval_every >= 1, "at least 1"),
+        ("few_shot.n_folds", config.few_shot.n_folds >= 2, "at least 2"),
     )
     for field, ok, accepted in checks:
         if not ok:

@@ -7,7 +7,8 @@ r"""Adaptation configurations: the pretrained export transferred to a new instru
 test-time training on the unlabelled target pool. Both run one split of one instrument pair and
 property (`dataset`, `source`, `target`, `property`, `split`) under the benchmark's protocol. Every
 value here is fixed a priori (none was tuned on test data); the TTT duration is chosen per
-transfer by the label-free rule in `caltransfer_jax.methods.model.ttt`. The benchmark's model rows
+transfer by the label-free rule in `caltransfer_jax.methods.model.ttt`, the few-shot duration by
+cross-validation over the k transfer pairs (`caltransfer_jax.methods.model.fewshot`). The benchmark's model rows
 use the same `model` block (configs/benchmark.py).
 """
 
@@ -47,7 +48,10 @@ def model_config() -> ml_collections.ConfigDict:
     config.ttt.anchor_weight = 1.0
 
     config.few_shot = ml_collections.ConfigDict()
-    config.few_shot.steps = 40
+    config.few_shot.steps = 400  # upper bound; cross-validation over the k pairs picks the step
+    config.few_shot.eval_every = 20
+    config.few_shot.n_folds = 5  # of the k transfer pairs (leave-one-out for k < 5)
+    config.few_shot.min_improvement = 0.01  # relative decrease of the CV error that counts
     config.few_shot.lr = 1e-3
     config.few_shot.batch_size = 16  # master pool spectra per step (the anchor term)
     config.few_shot.max_k = 64  # largest k (pairs are padded to a power of two up to this)

@@ -11,8 +11,9 @@ import numpy as np
 import optax
 from flax import nnx
 
-from caltransfer_jax.methods.model import lora
-from caltransfer_jax.methods.model.estimators import ModelFrozen, ModelTTT
+from caltransfer_jax.methods.classical.pls import PLSRegressionCV
+from caltransfer_jax.methods.model import fewshot, lora
+from caltransfer_jax.methods.model.estimators import ModelFrozen, ModelTTT, adaptable_model
 from caltransfer_jax.models.export import load_export
 from caltransfer_jax.objectives.reconstruction import masked_mse
 from caltransfer_jax.simulate import Simulator, SimulatorConfig
@@ -108,3 +109,64 @@ def test_ttt_lowers_its_loss_and_the_error_under_a_simulated_shift(tiny_export):
 
     # Held-out target spectra (never seen by TTT): the adapted model predicts them better.
     assert rmse(ttt) < 0.5 * rmse(frozen), (rmse(ttt), rmse(frozen))
+
+
+def test_fold_masks_hold_each_pair_out_once_and_never_the_padding():
+    train, held = fewshot.fold_masks(k=7, rows=8, n_folds=5, seed=3)
+    assert train.shape == held.shape == (6, 8)  # 5 folds + the member trained on all 7
+    np.testing.assert_array_equal(held[:-1].sum(0), [1] * 7 + [0])
+    np.testing.assert_array_equal(train[:-1] + held[:-1], np.tile([1] * 7 + [0], (5, 1)))
+    np.testing.assert_array_equal(train[-1], [1] * 7 + [0])
+    assert held[-1].sum() == 0
+    # Fewer pairs than folds: leave-one-out.
+    assert fewshot.fold_masks(k=3, rows=8, n_folds=5, seed=0)[0].shape == (4, 8)
+
+
+def _few_shot_inputs(tiny_export, n=40, k=6):
+    (master_raw, target_raw), wavenumber = _simulated_pair(n)
+    y = master_raw[:, 200:300].mean(1)
+    y = (y - y.mean()) / y.std()
+    settings = _config("adapt").model_config()
+    settings.init = str(tiny_export)
+    settings.few_shot.update(steps=6, eval_every=2, n_folds=3)
+    model, master_grid, target_grid = adaptable_model(settings, wavenumber, "NIR")
+    pool, ids = np.arange(n - k), np.arange(n - k, n)
+    features = model.features_of(model.initial, master_grid(master_raw[pool]))
+    head = PLSRegressionCV(max_components=4, n_folds=3).fit(features, y[pool])
+    inputs = (
+        model,
+        master_grid(master_raw[pool]),
+        features,
+        master_grid(master_raw[ids]),
+        target_grid(target_raw[ids]),
+    )
+    return inputs, y[ids], (head.coef_, head.intercept_), settings.few_shot
+
+
+def test_few_shot_keeps_the_step_its_cross_validation_prefers(tiny_export):
+    inputs, y, head, settings = _few_shot_inputs(tiny_export)
+    _, log, residuals = fewshot.few_shot(*inputs, y, head, settings)
+    assert [e["step"] for e in log] == [0, 2, 4, 6]
+    (chosen,) = [e for e in log if e["chosen"]]
+    # The criterion is the mean squared held-out residual of the chosen step.
+    assert residuals.shape == (6,) and np.isfinite(residuals).all()
+    np.testing.assert_allclose(np.mean(np.square(residuals)), chosen["criterion"], rtol=1e-5)
+    before = [e["criterion"] for e in log if e["step"] < chosen["step"]]
+    after = [e["criterion"] for e in log if e["step"] > chosen["step"]]
+    assert all(chosen["criterion"] < c for c in before)
+    assert all(c >= chosen["criterion"] * (1 - settings.min_improvement) for c in after)
+
+
+def test_few_shot_residuals_are_held_out(tiny_export):
+    inputs, y, head, settings = _few_shot_inputs(tiny_export)
+    settings.min_improvement = -np.inf  # every evaluation replaces the best: the last step is kept
+    _, log, residuals = fewshot.few_shot(*inputs, y, head, settings)
+    assert log[-1]["chosen"]
+    # Changing one pair's label changes the training of every member but the one that held the
+    # pair out, so that pair's prediction (residual + label) stays the same.
+    moved = y.copy()
+    moved[2] += 0.5
+    _, log_moved, residuals_moved = fewshot.few_shot(*inputs, moved, head, settings)
+    assert log_moved[-1]["chosen"]
+    np.testing.assert_allclose(residuals_moved[2] + moved[2], residuals[2] + y[2], atol=1e-5)
+    assert not np.allclose(residuals_moved[[0, 1, 3, 4, 5]], residuals[[0, 1, 3, 4, 5]])

@@ -8,10 +8,11 @@ target with what the method may see:
 - `ModelTTT` (k = 0): test-time training on the unlabelled target pool (`model.ttt`), then the
   remaining mean difference between the master pool's base features and the target pool's
   adapted features is removed.
-- `ModelLoRA` (k > 0): few-shot training on the k transfer pairs and labels (`model.fewshot`),
-  then the remaining mean difference between each transfer sample's master features and its
-  adapted target features is removed. Its conformal scores (`conformity_scores_`) are residuals
-  on the target transfer samples, not the master's CV residuals.
+- `ModelLoRA` (k ≥ 2): few-shot training on the k transfer pairs and labels (`model.fewshot`,
+  its length chosen by cross-validation over the pairs), then the remaining mean difference
+  between each transfer sample's master features and its adapted target features is removed.
+  Its conformal scores (`conformity_scores_`) are those cross-validated residuals on the target
+  transfer samples, not the master's CV residuals.
 - `ModelDIPLS` (k = 0) and `ModelDIPLSSemiSupervised` (k > 0): no adaptation; the head is
   di-PLS on the frozen features instead of PLS (unlabelled target pool; plus the k transfer
   samples) — the domain-invariant head on the model's representation. `ModelEMSCDIPLS` (k = 0)
@@ -199,7 +200,7 @@ class ModelLoRA(ModelMethod):
 
     def _adapt(self, model, master, features, arrays, settings):
         head = (self.model_.coef_, self.model_.intercept_)
-        return few_shot(
+        adapters, log, residuals = few_shot(
             model,
             master,
             features,
@@ -210,21 +211,17 @@ class ModelLoRA(ModelMethod):
             settings.few_shot,
             self.seed,
         )
+        # Conformity scores on the target instrument: each transfer sample's residual from the
+        # adapters (and pair shift) fitted without its fold, at the chosen step (below 9 scores
+        # a 90 % interval is unbounded, as split-conformal must be).
+        self.conformity_scores_ = residuals
+        return adapters, log
 
     def _shift(self, master_features, arrays):
         model = self.adaptable_
         master = model.features_of(model.initial, self.master_grid_(arrays["X_master_transfer"]))
         target = model.features_of(self.adapters_, self.grid_(arrays["X_target_transfer"]))
-        differences = master - target
-        k = len(differences)
-        # Conformity scores on the target instrument: each transfer sample predicted with the
-        # shift estimated from the other k − 1 (the adapters saw all k, so slightly optimistic;
-        # below 9 scores a 90 % interval is unbounded, as split-conformal must be).
-        if k > 1:
-            loo = (differences.sum(0) - differences) / (k - 1)
-            predicted = self.model_.predict(target + loo)
-            self.conformity_scores_ = predicted - np.asarray(arrays["y_transfer"], np.float64)
-        return differences.mean(0)
+        return (master - target).mean(0)
 
 
 class ModelDIPLS(ModelMethod):
