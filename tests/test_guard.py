@@ -53,3 +53,35 @@ def test_the_guard_keeps_a_sound_row_and_replaces_a_drifting_one():
     assert report["tripped"] and report["action"] == "mean re-centring"
     assert report["w1"] > report["w1_mean_recentring"]
     np.testing.assert_allclose(fallback.predict(pool + baseline), recentred(pool + baseline))
+
+
+def test_the_few_shot_guard_judges_held_out_residuals_where_the_row_has_them():
+    X, y = _spectra(80, 0)
+    y = (y - y.mean()) / y.std()
+    pool, _ = _spectra(60, 1)
+    transfer, y_t = _spectra(10, 3)
+    y_t = (y_t - y_t.mean()) / y_t.std()
+    arrays = {
+        "X_target_unlabelled": pool + 0.02,
+        "X_master_transfer": transfer,
+        "X_target_transfer": transfer + 0.02,
+        "y_transfer": y_t,
+    }
+    master = PLSRegressionCV(max_components=5, seed=0).fit(X, y)
+    recentred = MeanRecentring(master).fit(X, y, **arrays).predict(arrays["X_target_transfer"])
+    baseline = np.sqrt(np.mean((recentred - y_t) ** 2))
+
+    # A row that fits its transfer samples exactly (in-sample RMSE 0) but whose held-out
+    # residuals are 3× those of mean re-centring: over-fitted, so replaced.
+    overfit = _Row(master)
+    overfit.predict = lambda X_target: y_t if X_target is arrays["X_target_transfer"] else None
+    overfit.conformity_scores_ = np.full(len(y_t), 3.0 * baseline)
+    report, fallback = guard.check(overfit, X, y, arrays, master.predict(X))
+    assert report["criterion"].startswith("held-out rmse")
+    np.testing.assert_allclose(report["rmse"], 3.0 * baseline)
+    assert report["tripped"] and fallback is not None
+
+    # Without held-out residuals the same row is judged on the samples it fitted, and kept.
+    del overfit.conformity_scores_
+    report, fallback = guard.check(overfit, X, y, arrays, master.predict(X))
+    assert report["rmse"] == 0.0 and not report["tripped"] and fallback is None

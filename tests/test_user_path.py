@@ -155,7 +155,7 @@ def test_saved_transfer_predicts_like_the_fitted_one_to_the_last_bit(tmp_path, m
         f"--workdir={workdir}",
     ]
     if method == "model_lora":
-        fit.append(f"--init={tiny_export}")
+        fit += [f"--init={tiny_export}", "--model.few_shot.steps=3"]
     subprocess.run([*command, "fit", *fit], cwd=REPO, check=True, capture_output=True)
     out = tmp_path / "pred.csv"
     subprocess.run(

@@ -108,7 +108,7 @@ def conformity_scores(method: TransferMethod, master) -> tuple[np.ndarray, str]:
         )
     own = getattr(method, "conformity_scores_", None)
     if own is not None:
-        return np.asarray(own), "residuals on the target transfer samples"
+        return np.asarray(own), "held-out residuals on the target transfer samples"
     own = getattr(getattr(method, "model_", None), "cv_residuals_", None)
     if own is not None:
         return np.asarray(own), "cross-validation residuals of the method's own calibration"

@@ -1,7 +1,8 @@
 r"""Fit a calibration transfer and keep it; predict new target spectra with it.
 
     python -m caltransfer_jax.transfer fit --dataset=PATH.toml --source=S --target=T \
-        --property=P --method=NAME [--k=K] [--init=EXPORT] [--tolerance=RMSEP] --workdir=DIR
+        --property=P --method=NAME [--k=K] [--init=EXPORT [--model.FIELD=VALUE]] \
+        [--tolerance=RMSEP] --workdir=DIR
     python -m caltransfer_jax.transfer predict --transfer=DIR/transfer --spectra=FILE.csv \
         --out=PRED.csv
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 import pathlib
 
 from absl import app, flags, logging
+from ml_collections import config_flags
 
 from caltransfer_jax import runtime
 from caltransfer_jax.data import dataset_file
@@ -26,6 +28,7 @@ from caltransfer_jax.methods import registry
 from caltransfer_jax.transfer import workflow
 from caltransfer_jax.transfer.estimator import CalibrationTransfer, read_info
 from caltransfer_jax.workdir import claim
+from configs import adapt
 
 _DATASET = flags.DEFINE_string("dataset", None, "fit: bundled name or dataset file (.toml).")
 _SOURCE = flags.DEFINE_string("source", None, "fit: master instrument.")
@@ -37,6 +40,11 @@ _METHOD = flags.DEFINE_enum(
 _K = flags.DEFINE_integer("k", None, "fit: transfer samples by Kennard–Stone (default: all).")
 _PREPROCESSING = flags.DEFINE_string("preprocessing", "none", "fit: classical preprocessing.")
 _INIT = flags.DEFINE_string("init", None, "fit: pretrained export for model methods.")
+_MODEL = config_flags.DEFINE_config_dict(
+    "model",
+    adapt.model_config(),
+    "fit: adaptation settings of model methods (configs/adapt.py), e.g. --model.few_shot.steps=200",
+)
 _ALPHA = flags.DEFINE_float("alpha", 0.1, "fit: interval miscoverage (0.1: 90 % intervals).")
 _SEED = flags.DEFINE_integer("seed", 0, "fit: seed of CV folds and adaptation.")
 _TOLERANCE = flags.DEFINE_float(
@@ -77,9 +85,7 @@ def fit() -> None:
             raise app.UsageError(
                 f"--method={_METHOD.value} needs --init=EXPORT (a pretraining export)"
             )
-        from configs import adapt
-
-        model = adapt.model_config().to_dict() | {"init": _INIT.value}
+        model = _MODEL.value.to_dict() | {"init": _INIT.value}
     transfer = CalibrationTransfer(
         method=_METHOD.value,
         preprocessing=_PREPROCESSING.value,

@@ -15,8 +15,10 @@ spectra (the master PLS on target spectra moved to the master mean) when the che
   (`methods/auto.py` says why), with no margin to choose: the row is kept only where that
   criterion prefers it to its fallback.
 - few-shot (k labelled transfer samples): tripped when the method's RMSE on the transfer samples
-  — which it was fitted on, so optimistic — exceeds `MAX_RMSE_RATIO` × that of mean re-centring
-  on the same samples.
+  exceeds `MAX_RMSE_RATIO` × that of mean re-centring on the same samples (which it never fits
+  on). The method's held-out residuals are used where it has them (`conformity_scores_`:
+  `model_lora`'s cross-validation over the pairs), else its residuals on the samples it was
+  fitted on (optimistic).
 
 The thresholds are fixed a priori (no data set was used to choose them). Where the two
 instruments have different axes mean re-centring cannot run; the check then only reports.
@@ -60,8 +62,12 @@ def check(method, X, y, arrays, master_fitted: np.ndarray) -> tuple[dict, MeanRe
 
     if "y_transfer" in arrays and len(arrays["y_transfer"]) >= 2:
         y_t = arrays["y_transfer"]
-        own = _rmse(method.predict(arrays["X_target_transfer"]), y_t)
-        report = {"criterion": "rmse on the transfer samples vs mean re-centring", "rmse": own}
+        held_out = getattr(method, "conformity_scores_", None)
+        if held_out is not None:
+            own, basis = _rmse(held_out, 0.0), "held-out rmse"
+        else:
+            own, basis = _rmse(method.predict(arrays["X_target_transfer"]), y_t), "rmse"
+        report = {"criterion": f"{basis} on the transfer samples vs mean re-centring", "rmse": own}
         tripped = False
         if recentred() is not None:
             baseline = _rmse(recentring.predict(arrays["X_target_transfer"]), y_t)
