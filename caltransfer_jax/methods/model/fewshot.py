@@ -151,11 +151,11 @@ def few_shot(
     log, best, best_entry = [entry], jax.tree.map(lambda x: x[-1], adapters), entry
     n, batch = len(master["values"]), settings.batch_size
     for i in range(1, settings.steps + 1):
-        m_rows = rng.choice(n, batch, replace=batch > n)
+        drawn = rng.choice(n, batch, replace=batch > n)
+        anchor = (take(master, drawn), ref[drawn])
         adapters, opt_state, _ = step(
-            adapters, opt_state, model.rest, pairs, train, take(master, m_rows), ref[m_rows], head,
-            scale,
-        )  # fmt: skip
+            adapters, opt_state, model.rest, pairs, train, *anchor, head, scale
+        )
         if i % settings.eval_every == 0 or i == settings.steps:
             entry, out = evaluate(i)
             log.append(entry)
