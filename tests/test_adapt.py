@@ -13,7 +13,12 @@ from flax import nnx
 
 from caltransfer_jax.methods.classical.pls import PLSRegressionCV
 from caltransfer_jax.methods.model import fewshot, lora
-from caltransfer_jax.methods.model.estimators import ModelFrozen, ModelTTT, adaptable_model
+from caltransfer_jax.methods.model.estimators import (
+    ModelDIPLSSemiSupervised,
+    ModelFrozen,
+    ModelTTT,
+    adaptable_model,
+)
 from caltransfer_jax.models.export import load_export
 from caltransfer_jax.objectives.reconstruction import masked_mse
 from caltransfer_jax.simulate import Simulator, SimulatorConfig
@@ -170,3 +175,34 @@ def test_few_shot_residuals_are_held_out(tiny_export):
     assert log_moved[-1]["chosen"]
     np.testing.assert_allclose(residuals_moved[2] + moved[2], residuals[2] + y[2], atol=1e-5)
     assert not np.allclose(residuals_moved[[0, 1, 3, 4, 5]], residuals[[0, 1, 3, 4, 5]])
+
+
+def test_the_semi_supervised_feature_head_scores_held_out_residuals(tiny_export):
+    (master_raw, target_raw), wavenumber = _simulated_pair(48)
+    y = master_raw[:, 200:300].mean(1)
+    y = (y - y.mean()) / y.std()
+    settings = _config("adapt").model_config()
+    settings.init = str(tiny_export)
+    context = {"settings": settings.to_dict(), "wavenumber": wavenumber, "modality": "NIR"}
+    pool, ids = np.arange(40), np.arange(40, 48)
+
+    def scores(y_transfer):
+        method = ModelDIPLSSemiSupervised(**context).fit(
+            master_raw[pool],
+            y[pool],
+            X_target_unlabelled=target_raw[pool],
+            X_master_transfer=master_raw[ids],
+            X_target_transfer=target_raw[ids],
+            y_transfer=y_transfer,
+        )
+        return method.conformity_scores_
+
+    before = scores(y[ids])
+    moved = y[ids].copy()
+    moved[3] += 0.5
+    after = scores(moved)
+    assert before.shape == (8,) and np.isfinite(before).all()
+    # Sample 3's prediction came from a head fitted without it, so only its own label moved it.
+    predicted = [y[ids][3] + sign * before[3] for sign in (-1, 1)]
+    assert min(abs(abs(moved[3] - p) - after[3]) for p in predicted) < 1e-6
+    assert not np.allclose(np.delete(after, 3), np.delete(before, 3))

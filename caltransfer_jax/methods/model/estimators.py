@@ -15,7 +15,9 @@ target with what the method may see:
   transfer samples, not the master's CV residuals.
 - `ModelDIPLS` (k = 0) and `ModelDIPLSSemiSupervised` (k > 0): no adaptation; the head is
   di-PLS on the frozen features instead of PLS (unlabelled target pool; plus the k transfer
-  samples) — the domain-invariant head on the model's representation. `ModelEMSCDIPLS` (k = 0)
+  samples) — the domain-invariant head on the model's representation. The semi-supervised
+  head's conformity scores are its residuals on the transfer samples with the head refitted
+  without each fold of them. `ModelEMSCDIPLS` (k = 0)
   puts EMSC before the unsupervised di-PLS, as the classical `emsc_dipls` does on raw spectra.
 
 Why the final mean shift: the model reads standardised spectra, and the features are returned to
@@ -36,7 +38,7 @@ from typing import ClassVar
 import ml_collections
 import numpy as np
 
-from caltransfer_jax.methods.base import TransferMethod
+from caltransfer_jax.methods.base import TransferMethod, cross_validate_transfer
 from caltransfer_jax.methods.classical import dipls
 from caltransfer_jax.methods.classical.emsc import EMSCDIPLS
 from caltransfer_jax.methods.classical.pls import PLSRegressionCV
@@ -260,10 +262,21 @@ class ModelDIPLSSemiSupervised(ModelMethod):
 
     def _fit_head(self, features, y, arrays, settings):
         pls = super()._fit_head(features, y, arrays, settings)
-        return dipls.SemiSupervisedDIPLS(pls).fit(
+        on_features = {
+            "X_target_unlabelled": self._base_features(arrays["X_target_unlabelled"]),
+            "X_target_transfer": self._base_features(arrays["X_target_transfer"]),
+            "y_transfer": arrays["y_transfer"],
+        }
+        # Held-out residuals on the target (the head refitted without each fold of the k
+        # samples; the features are fixed, so this costs five head fits): the guard judges the
+        # row on them and its split-conformal interval is calibrated on the target.
+        held_out = cross_validate_transfer(
+            lambda: dipls.SemiSupervisedDIPLS(pls),
             features,
             y,
-            X_target_unlabelled=self._base_features(arrays["X_target_unlabelled"]),
-            X_target_transfer=self._base_features(arrays["X_target_transfer"]),
-            y_transfer=arrays["y_transfer"],
+            on_features,
+            np.empty((0, features.shape[1])),
+            self.seed,
         )
+        self.conformity_scores_ = None if held_out is None else held_out[1]
+        return dipls.SemiSupervisedDIPLS(pls).fit(features, y, **on_features)

@@ -16,9 +16,9 @@ spectra (the master PLS on target spectra moved to the master mean) when the che
   criterion prefers it to its fallback.
 - few-shot (k labelled transfer samples): tripped when the method's RMSE on the transfer samples
   exceeds `MAX_RMSE_RATIO` × that of mean re-centring on the same samples (which it never fits
-  on). The method's held-out residuals are used where it has them (`conformity_scores_`:
-  `model_lora`'s cross-validation over the pairs), else its residuals on the samples it was
-  fitted on (optimistic).
+  on). The method's held-out residuals are used where it has them (`conformity_scores_`: the
+  cross-validation over the pairs of `model_lora` and of the semi-supervised di-PLS head), else
+  its residuals on the samples it was fitted on (optimistic).
 
 The thresholds are fixed a priori (no data set was used to choose them). Where the two
 instruments have different axes mean re-centring cannot run; the check then only reports.
