@@ -8,8 +8,8 @@ test-time training on the unlabelled target pool. Both run one split of one inst
 property (`dataset`, `source`, `target`, `property`, `split`) under the benchmark's protocol. Every
 value here is fixed a priori (none was tuned on test data); the TTT duration is chosen per
 transfer by the label-free rule in `caltransfer_jax.methods.model.ttt`, the few-shot duration by
-cross-validation over the k transfer pairs (`caltransfer_jax.methods.model.fewshot`). The benchmark's model rows
-use the same `model` block (configs/benchmark.py).
+cross-validation over the k transfer pairs (`caltransfer_jax.methods.model.fewshot`). The
+benchmark's model rows use the same `model` block (configs/benchmark.py).
 """
 
 from __future__ import annotations

@@ -17,8 +17,8 @@ target with what the method may see:
   di-PLS on the frozen features instead of PLS (unlabelled target pool; plus the k transfer
   samples) — the domain-invariant head on the model's representation. The semi-supervised
   head's conformity scores are its residuals on the transfer samples with the head refitted
-  without each fold of them. `ModelEMSCDIPLS` (k = 0)
-  puts EMSC before the unsupervised di-PLS, as the classical `emsc_dipls` does on raw spectra.
+  without each fold of them. `ModelEMSCDIPLS` (k = 0) puts EMSC before the unsupervised
+  di-PLS, as the classical `emsc_dipls` does on raw spectra.
 
 Why the final mean shift: the model reads standardised spectra, and the features are returned to
 each spectrum's own level and scale outside it (`model.adaptable`), so no adapter can move a
