@@ -44,17 +44,17 @@ def write_csv_dataset(dataset: Dataset, directory: str | pathlib.Path) -> pathli
     ]
     for name in dataset.instruments:
         own = dataset.own(name)
-        unit = _write_spectra(own, directory / f"{name}.csv")
+        unit = write_spectra_csv(own, directory / f"{name}.csv")
         lines += ["", f"[instruments.{name}]", f'spectra = "{name}.csv"', f'axis_unit = "{unit}"']
         if dataset.standards is not None:
             standards = dataset.standards.on_instrument(name)
-            _write_spectra(standards, directory / f"{name}_standards.csv", unit)
+            write_spectra_csv(standards, directory / f"{name}_standards.csv", unit)
             lines.append(f'standards = "{name}_standards.csv"')
     units = ", ".join(
         f"{json.dumps(n)} = {json.dumps(u)}"
         for n, u in zip(first.label_names, first.label_units, strict=True)
     )
-    _write_rows(
+    write_rows(
         directory / "labels.csv",
         ["ID", *first.label_names],
         [[s, *map(_number, row)] for s, row in zip(first.sample_id, first.labels, strict=True)],
@@ -62,7 +62,7 @@ def write_csv_dataset(dataset: Dataset, directory: str | pathlib.Path) -> pathli
     lines += ["", "[labels]", 'file = "labels.csv"', f"units = {{ {units} }}"]
     if dataset.original_split is not None:
         ids = first.sample_id.tolist()
-        _write_rows(
+        write_rows(
             directory / "split.csv", ["ID", "subset"], [[s, dataset.original_split[s]] for s in ids]
         )
         lines += ["", "[split]", 'file = "split.csv"', 'column = "subset"']
@@ -71,8 +71,9 @@ def write_csv_dataset(dataset: Dataset, directory: str | pathlib.Path) -> pathli
     return path
 
 
-def _write_spectra(spectra: Spectra, path: pathlib.Path, unit: str | None = None) -> str:
-    """Writes one instrument's spectra; returns the axis unit the header is written in."""
+def write_spectra_csv(spectra: Spectra, path: pathlib.Path, unit: str | None = None) -> str:
+    """Writes one instrument's spectra (an `ID` column, then one column per axis point); returns
+    the axis unit the header is written in."""
     unit = unit or spectra.unit
     header = _axis_text(spectra.wavenumber, unit)
     if header is None:
@@ -81,7 +82,7 @@ def _write_spectra(spectra: Spectra, path: pathlib.Path, unit: str | None = None
         [s, *(repr(float(v)) for v in row)]
         for s, row in zip(spectra.sample_id, spectra.values, strict=True)
     ]
-    _write_rows(path, ["ID", *header], rows)
+    write_rows(path, ["ID", *header], rows)
     return unit
 
 
@@ -103,7 +104,8 @@ def _number(value: float) -> str:
     return "NA" if np.isnan(value) else repr(float(value))
 
 
-def _write_rows(path: pathlib.Path, header: list[str], rows) -> None:
+def write_rows(path: pathlib.Path, header: list[str], rows) -> None:
+    """Writes a CSV file: a header row, then `rows`."""
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(header)

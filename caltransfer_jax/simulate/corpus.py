@@ -37,7 +37,7 @@ from caltransfer_jax.simulate.instruments import (
     measure,
 )
 
-FAMILY_STREAM, SAMPLE_STREAM, THERMAL_STREAM = 2, 3, 4
+FAMILY_STREAM, SAMPLE_STREAM, THERMAL_STREAM, FAMILY_SAMPLE_STREAM = 2, 3, 4, 5
 # The `temperature` effect: per kelvin, component c's bands move by β_c (SD below, in the fine
 # grid's unit: nm for NIR, cm⁻¹ for IR) and change in strength by a fraction γ_c, both drawn per
 # component from (seed, THERMAL_STREAM, c).
@@ -317,9 +317,33 @@ class Simulator:
 
     def sample(self, index: int) -> Sample:
         """The draws of sample `index` (everything but the spectra)."""
-        cfg = self.config
-        rng = np.random.default_rng([cfg.seed, SAMPLE_STREAM, index])
-        fam = self.family(int(rng.integers(cfg.num_families)))
+        rng = np.random.default_rng([self.config.seed, SAMPLE_STREAM, index])
+        family = self.family(int(rng.integers(self.config.num_families)))
+        return self._draw_sample(rng, index, family)
+
+    def family_sample(self, family_id: int, index: int, instruments: Sequence[int]) -> Sample:
+        """Sample `index` of family `family_id`, measured on exactly `instruments` (a designed
+        experiment: every sample of the family on the same instruments, as in a transfer
+        study). Its own stream, so it is independent of the corpus's samples."""
+        family = self.family(family_id)
+        wrong = [i for i in instruments if self.instruments[i].modality != family.modality]
+        if wrong or len(set(instruments)) != len(instruments):
+            raise ValueError(
+                f"family {family_id} is {family.modality}; instruments {list(instruments)} must "
+                f"be distinct {family.modality} instruments (ids {self.by_modality[family.modality]})"
+            )
+        rng = np.random.default_rng([self.config.seed, FAMILY_SAMPLE_STREAM, family_id, index])
+        return self._draw_sample(rng, index, family, tuple(instruments))
+
+    def _draw_sample(
+        self,
+        rng: np.random.Generator,
+        index: int,
+        fam: Family,
+        instruments: tuple[int, ...] | None = None,
+    ) -> Sample:
+        """Composition, path, scatter and measurement jitter of one sample of `fam`, on
+        `instruments` (None: `views_per_sample` distinct ones of its modality, drawn)."""
         # A floor on the Dirichlet parameters keeps the gamma draws away from underflow.
         fractions = rng.dirichlet(np.maximum(fam.precision * fam.base, 0.05))
         path = fam.path * float(np.exp(rng.uniform(-0.2, 0.2)))
@@ -339,10 +363,12 @@ class Simulator:
                 "amplitude": fs["amplitude"] * float(np.exp(rng.normal(0.0, 0.2))),
                 "power": fs["power"] + float(rng.normal(0.0, 0.1)),
             }
-        ids = self.by_modality[fam.modality]
-        chosen = tuple(ids[j] for j in rng.permutation(len(ids))[: cfg.views_per_sample])
-        jitter = tuple(draw_jitter(self.instruments[i], rng) for i in chosen)
-        return Sample(index, fam, fractions, path, scatter, chosen, jitter)
+        if instruments is None:
+            ids = self.by_modality[fam.modality]
+            views = self.config.views_per_sample
+            instruments = tuple(ids[j] for j in rng.permutation(len(ids))[:views])
+        jitter = tuple(draw_jitter(self.instruments[i], rng) for i in instruments)
+        return Sample(index, fam, fractions, path, scatter, instruments, jitter)
 
     def true_spectra(self, samples: Sequence[Sample], thermal: bool = False) -> np.ndarray:
         """(n, N) float32 true spectra (Beer–Lambert + scatter) of samples of one modality, or
@@ -382,7 +408,12 @@ class Simulator:
             concentrations: (C,) float32 mass fractions (0 in unused slots);
             component_ids: (C,) int32 (-1 in unused slots); path_length: () float32.
         """
-        samples = [self.sample(int(i)) for i in indices]
+        return self.measure([self.sample(int(i)) for i in indices], effects)
+
+    def measure(
+        self, samples: Sequence[Sample], effects: tuple[str, ...] | frozenset[str] = EFFECTS
+    ) -> list[dict[str, np.ndarray]]:
+        """`generate` for samples already drawn (e.g. `family_sample`): one record each."""
         views: list[list[np.ndarray | None]] = [[None] * len(s.instruments) for s in samples]
         for modality in MODALITIES:
             rows = [r for r, s in enumerate(samples) if s.family.modality == modality]
