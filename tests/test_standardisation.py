@@ -94,37 +94,57 @@ def test_ridge_map_matches_normal_equations():
     )
 
 
-def test_auto_chooses_the_candidate_with_the_smallest_cross_validated_rmse():
-    from caltransfer_jax.methods.auto import AutoTransfer
-    from caltransfer_jax.methods.base import cross_validate_transfer
-    from caltransfer_jax.methods.classical.pls import PLSRegressionCV
-    from caltransfer_jax.methods.registry import METHODS
-
+def _gain_transfer(seed: int, k: int):
+    """Master spectra and a target instrument with a gain and an offset per point (what DS/PDS
+    can learn); k transfer samples."""
     rng = np.random.default_rng(3)
     X = rng.normal(size=(60, 30)).cumsum(axis=1)
     y = X[:, 5] - X[:, 20]
     y = (y - y.mean()) / y.std()
-    # The target instrument: a gain and an offset per point (what DS/PDS can learn).
     gain = 1 + 0.2 * np.sin(np.arange(30) / 4)
-    ids = rng.choice(60, 15, replace=False)
+    ids = np.random.default_rng(seed).choice(60, k, replace=False)
     arrays = {
         "X_master_transfer": X[ids],
         "X_target_transfer": X[ids] * gain + 0.3,
         "y_transfer": y[ids],
         "X_target_unlabelled": X * gain + 0.3,
     }
+    return X, y, arrays
+
+
+def test_auto_averages_the_better_half_of_its_candidates_by_cross_validated_rmse():
+    from caltransfer_jax.methods.auto import AutoTransfer, CandidateMean
+    from caltransfer_jax.methods.base import cross_validate_transfer
+    from caltransfer_jax.methods.classical.pls import PLSRegressionCV
+    from caltransfer_jax.methods.registry import METHODS
+
+    X, y, arrays = _gain_transfer(0, 15)
+    X_new = arrays["X_target_unlabelled"]
     master = PLSRegressionCV(seed=0).fit(X, y)
     candidates = ("sbc", "ds", "pds", "target_pls")
     auto = AutoTransfer(master, PLSRegressionCV(seed=0), {}, candidates=candidates).fit(
         X, y, **arrays
     )
     assert set(auto.criterion_) == set(candidates)
-    assert auto.chosen_ == min(auto.criterion_, key=auto.criterion_.get)
-    spec = METHODS[auto.chosen_]
-    again = cross_validate_transfer(lambda: spec.build(master, None, {}), X, y, arrays, X[:0], 0)
-    assert np.sqrt(np.mean(again[1] ** 2)) == pytest.approx(auto.criterion_[auto.chosen_])
-    direct = spec.build(master, None, {}).fit(X, y, **arrays)
-    np.testing.assert_array_equal(auto.predict(X * gain + 0.3), direct.predict(X * gain + 0.3))
+    ranked = sorted(auto.criterion_, key=auto.criterion_.get)
+    assert auto.members_ == tuple(ranked[:2])
+    assert auto.chosen_ == f"mean of {ranked[0]}, {ranked[1]}"
+
+    def build(name):
+        return lambda: METHODS[name].build(master, PLSRegressionCV(seed=0), {})
+
+    for name in candidates:  # the criterion: the CV RMSE of `base.cross_validate_transfer`
+        again = cross_validate_transfer(build(name), X, y, arrays, X[:0], 0)
+        assert np.sqrt(np.mean(again[1] ** 2)) == pytest.approx(auto.criterion_[name])
+    # The transfer: the mean of the two members, each fitted on all transfer samples.
+    direct = [build(name)().fit(X, y, **arrays).predict(X_new) for name in auto.members_]
+    np.testing.assert_allclose(auto.predict(X_new), np.mean(direct, axis=0), rtol=1e-12)
+    # Its conformity scores: the mean's own held-out residuals (the same folds).
+    members = [build(name) for name in auto.members_]
+    mean_cv = cross_validate_transfer(
+        lambda: CandidateMean(tuple(m() for m in members)), X, y, arrays, X[:0], 0
+    )
+    np.testing.assert_allclose(auto.conformity_scores_, mean_cv[1], rtol=1e-10, atol=1e-12)
 
 
 def test_auto_zero_shot_picks_the_label_free_distribution_match():
@@ -159,45 +179,21 @@ def test_auto_zero_shot_picks_the_label_free_distribution_match():
         )
 
 
-def test_auto_keeps_its_default_unless_another_is_better_by_a_standard_error():
-    from caltransfer_jax.methods.auto import DEFAULT, AutoTransfer
-    from caltransfer_jax.methods.base import cross_validate_transfer
+def test_auto_halves_an_odd_count_upwards_and_a_lone_candidate_is_the_transfer():
+    from caltransfer_jax.methods.auto import AutoTransfer, CandidateMean
     from caltransfer_jax.methods.classical.pls import PLSRegressionCV
     from caltransfer_jax.methods.registry import METHODS
 
-    rng = np.random.default_rng(3)
-    X = rng.normal(size=(60, 30)).cumsum(axis=1)
-    y = X[:, 5] - X[:, 20]
-    y = (y - y.mean()) / y.std()
+    X, y, arrays = _gain_transfer(1, 12)
     master = PLSRegressionCV(seed=0).fit(X, y)
-    gain = 1 + 0.2 * np.sin(np.arange(30) / 4)
-    outcomes = set()
-    for k, seed in ((15, 0), (15, 1)):
-        ids = np.random.default_rng(seed).choice(60, k, replace=False)
-        arrays = {
-            "X_master_transfer": X[ids],
-            "X_target_transfer": X[ids] * gain + 0.3,
-            "y_transfer": y[ids],
-            "X_target_unlabelled": X * gain + 0.3,
-        }
-        candidates = (DEFAULT, "ds", "target_pls")
-        auto = AutoTransfer(master, PLSRegressionCV(seed=0), {}, candidates=candidates)
-        auto.fit(X, y, **arrays)
-        best = min(auto.criterion_, key=auto.criterion_.get)
-        squared = {
-            name: cross_validate_transfer(
-                lambda name=name: METHODS[name].build(master, PLSRegressionCV(seed=0), {}),
-                X, y, arrays, X[:0], 0,
-            )[1] ** 2
-            for name in (DEFAULT, best)
-        }  # fmt: skip
-        advantage = squared[DEFAULT] - squared[best]
-        se = advantage.std(ddof=1) / np.sqrt(k)
-        clearly = best != DEFAULT and advantage.mean() > se
-        assert auto.chosen_ == (best if clearly else DEFAULT)
-        if best != DEFAULT:
-            assert auto.margin_ == pytest.approx((advantage.mean(), se))
-        outcomes.add(auto.chosen_ == DEFAULT)
-    # One transfer set has a method better by more than a standard error, the other only a
-    # method better by less (kept: the default).
-    assert outcomes == {True, False}
+    three = ("dipls_semisupervised", "ds", "target_pls")
+    auto = AutoTransfer(master, PLSRegressionCV(seed=0), {}, candidates=three).fit(X, y, **arrays)
+    assert len(auto.members_) == 2
+    lone = AutoTransfer(master, PLSRegressionCV(seed=0), {}, candidates=("pds",))
+    lone.fit(X, y, **arrays)
+    assert lone.members_ == ("pds",) and lone.chosen_ == "pds"
+    direct = METHODS["pds"].build(master, None, {}).fit(X, y, **arrays)
+    X_new = arrays["X_target_unlabelled"]
+    np.testing.assert_array_equal(lone.predict(X_new), direct.predict(X_new))
+    with pytest.raises(ValueError, match="at least one member"):
+        CandidateMean(()).fit(X, y, **arrays)

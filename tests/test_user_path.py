@@ -284,3 +284,19 @@ def test_auto_model_transfer_is_the_method_it_chose_and_saves_as_such(
     _assert_it_saves_and_loads_to_the_last_bit(transfer, tmp_path / "t", dataset, "mp6")
     info = json.loads((tmp_path / "t" / "transfer.json").read_text())
     assert info["method"] == "auto_model" and info["choice"]["chosen"] == candidate
+
+
+def test_an_auto_model_mean_that_holds_model_rows_is_refused_as_a_kept_transfer():
+    from types import SimpleNamespace
+
+    from caltransfer_jax.transfer.estimator import _model_choice
+
+    def fitted(*names):
+        return SimpleNamespace(members_=names, method_=SimpleNamespace(members_=list(names)))
+
+    lone = fitted("model_lora")
+    assert _model_choice(lone) == ("model_lora", "model")
+    classical = fitted("pds", "ds")
+    assert _model_choice(classical) == (classical.method_, "classical")
+    with pytest.raises(ValueError, match="includes model rows \\(model_lora\\).*fit `auto`"):
+        _model_choice(fitted("pds", "model_lora"))

@@ -155,10 +155,13 @@ class CalibrationTransfer(RegressorMixin, BaseEstimator):
         # `auto`/`auto_model`: what it chose and why (CV RMSE per candidate, standardised).
         self.choice_ = None
         if hasattr(self.method_, "chosen_"):
-            self.choice_ = {"chosen": self.method_.chosen_, "cv_rmse": self.method_.criterion_}
-            if spec.family == "model":  # the transfer is the chosen method, saved as such
-                self.method_ = self.method_.method_
-                self.family_ = registry.METHODS[self.fitted_method].family
+            self.choice_ = {
+                "chosen": self.method_.chosen_,
+                "members": list(getattr(self.method_, "members_", [self.method_.chosen_])),
+                "cv_rmse": self.method_.criterion_,
+            }
+            if spec.family == "model":  # the transfer is what it chose, saved as such
+                self.method_, self.family_ = _model_choice(self.method_)
         self.half_width_ = conformal_quantile(scores * self.y_scale_, self.alpha)
         self.wavenumber_, self.target_wavenumber_, self.modality_ = wavenumber, target, modality
         self.n_transfer_ = len(arrays.get("y_transfer", ()))
@@ -204,7 +207,7 @@ class CalibrationTransfer(RegressorMixin, BaseEstimator):
     def fitted_method(self) -> str:
         """The registry name of the fitted method: `method`, or the row a model-family chooser
         (`auto_model`) chose — the transfer is that row."""
-        if self.choice_ and registry.METHODS[self.method].family == "model":
+        if self.choice_ and self.choice_["chosen"] in registry.METHODS:
             return self.choice_["chosen"]
         return self.method
 
@@ -346,6 +349,22 @@ class CalibrationTransfer(RegressorMixin, BaseEstimator):
             state = _load_skops(directory / "estimator.skops")
             transfer.preprocessing_, transfer.method_ = state["preprocessing"], state["method"]
         return transfer
+
+
+def _model_choice(auto) -> tuple[object, str]:
+    """(the transfer, its family) of a fitted `auto_model`: the one row it chose, or the mean of
+    classical rows; a mean that includes model rows cannot be kept as one transfer yet."""
+    members = auto.method_.members_
+    if len(members) == 1:
+        return members[0], registry.METHODS[auto.members_[0]].family
+    model_rows = [n for n in auto.members_ if registry.METHODS[n].family == "model"]
+    if model_rows:
+        raise ValueError(
+            f"auto_model chose the mean of {', '.join(auto.members_)}, which includes model rows "
+            f"({', '.join(model_rows)}); such a mean cannot be saved as one transfer yet: fit "
+            "`auto` (classical candidates) or one of the model rows"
+        )
+    return auto.method_, "classical"
 
 
 def read_info(directory: pathlib.Path) -> dict:

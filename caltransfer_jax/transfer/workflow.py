@@ -192,9 +192,12 @@ def report(transfer: CalibrationTransfer, provenance: dict) -> str:
     ]
     if transfer.choice_:
         rmse = ", ".join(f"{k} {v:.3g}" for k, v in sorted(transfer.choice_["cv_rmse"].items()))
+        members = transfer.choice_.get("members", [transfer.choice_["chosen"]])
+        chosen = f"`{members[0]}`"
+        if len(members) > 1:
+            chosen = "the mean of " + ", ".join(f"`{m}`" for m in members) + " (the better half)"
         lines.append(
-            f"- chosen: `{transfer.choice_['chosen']}` (cross-validated RMSE on the transfer "
-            f"samples, label SDs: {rmse})"
+            f"- chosen: {chosen} (cross-validated RMSE on the transfer samples, label SDs: {rmse})"
         )
     if transfer.guard_:
         guard = transfer.guard_
