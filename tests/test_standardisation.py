@@ -197,3 +197,10 @@ def test_auto_halves_an_odd_count_upwards_and_a_lone_candidate_is_the_transfer()
     np.testing.assert_array_equal(lone.predict(X_new), direct.predict(X_new))
     with pytest.raises(ValueError, match="at least one member"):
         CandidateMean(()).fit(X, y, **arrays)
+    # CV+ refits remake the choice (a fresh `auto`) unless model rows are candidates, whose
+    # refits would take hours: then the mean is refitted with its members fixed.
+    assert isinstance(auto.interval_builder()(), AutoTransfer)
+    with_model = AutoTransfer(master, None, {}, candidates=("pds", "model_lora"))
+    with_model.members_ = ("pds",)
+    fixed = with_model.interval_builder()()
+    assert isinstance(fixed, CandidateMean) and len(fixed.methods) == 1

@@ -183,7 +183,7 @@ class _JobRun:
         residuals, _ = conformity_scores(method, master)
         cv = None
         if self.settings["intervals"] == "cv+" and k >= 2:
-            chosen = getattr(method, "chosen_builder", None)  # `auto`: its choice, fixed
+            chosen = getattr(method, "interval_builder", None)  # `auto`: see there
             build = chosen() if chosen else lambda: spec.build(master, pls, context)
             seed = (self.split.index, k, draw)
             # Model rows are refitted on what they read (their own axes, where those differ).

@@ -151,19 +151,27 @@ class AutoTransfer(TransferMethod):
         )
         mean_held_out = np.mean([held_out[name] for name in self.members_], axis=0)
         self.conformity_scores_ = np.abs(arrays["y_transfer"] - mean_held_out)
-        self.method_ = self.chosen_builder()().fit(X, y, **arrays)
+        members = [self._builder(spec)() for spec in registry.get(self.members_)]
+        self.method_ = CandidateMean(tuple(members)).fit(X, y, **arrays)
         return self
 
     def _builder(self, spec):
         return lambda: spec.build(self.master, self.pls, self.context or {})
 
-    def chosen_builder(self):
-        """() -> an unfitted copy of the chosen transfer (its intervals are cross-validated with
-        the choice held fixed, so slightly optimistic)."""
+    def interval_builder(self):
+        """() -> an unfitted transfer to refit without each fold for CV+ intervals: a fresh
+        `auto`, so that the choice is remade in every refit (the intervals account for it),
+        except where model rows are among the candidates — refitting each of them ~25 times
+        per transfer would take hours — where the mean is refitted with its members fixed
+        (slightly optimistic)."""
         from caltransfer_jax.methods import registry
 
-        builders = [self._builder(spec) for spec in registry.get(self.members_)]
-        return lambda: CandidateMean(tuple(build() for build in builders))
+        specs = registry.get(self.members_)
+        if all(spec.family != "model" for spec in registry.get(self.candidates)):
+            return lambda: AutoTransfer(
+                self.master, self.pls, self.context, self.candidates, self.seed
+            )
+        return lambda: CandidateMean(tuple(self._builder(spec)() for spec in specs))
 
     def predict(self, X):
         return self.method_.predict(X)

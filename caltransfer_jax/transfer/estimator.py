@@ -216,7 +216,7 @@ class CalibrationTransfer(RegressorMixin, BaseEstimator):
         rows too) the residuals of refits without each fold of the transfer samples
         (target-calibrated), else the method's own (`methods.base.conformity_scores`)."""
         if not spec.zero_shot and len(arrays["y_transfer"]) >= 2:
-            chosen = getattr(self.method_, "chosen_builder", None)  # `auto`: its choice, fixed
+            chosen = getattr(self.method_, "interval_builder", None)  # `auto`: see there
             with threadpool_limits(1):
                 cv = cross_validate_transfer(
                     chosen() if chosen else build, X, y, arrays, X[:0], self.seed
