@@ -74,7 +74,7 @@ def adapt(config, workdir: str | pathlib.Path) -> dict:
         dataset.spectra.sample_id, config.split + 1, config.test_fraction, config.seed
     )
     split = splits[config.split]
-    data = PairedData(dataset.spectra, config.source, config.target)
+    data = PairedData.from_parts(*dataset.pair(config.source, config.target)[:2])
     pool, test = list(split.pool), list(split.test)
     y_pool = data.labels(config.property, pool)
     mu, sd = float(y_pool.mean()), float(y_pool.std())
@@ -84,7 +84,7 @@ def adapt(config, workdir: str | pathlib.Path) -> dict:
     }
     context = {
         "settings": settings,
-        "wavenumber": dataset.spectra.wavenumber,
+        "wavenumber": data.source.wavenumber,
         "modality": dataset.spectra.modality,
         "seed": config.seed,
     }

@@ -104,11 +104,10 @@ def regression_vectors(master: np.ndarray, labels: dict[str, np.ndarray]) -> dic
 def diagnose_dataset(spec: str, workdir: pathlib.Path) -> dict:
     """Decomposes every instrument pair of a data set; writes one plot per pair."""
     dataset = dataset_file.load(spec)
-    axis = dataset.spectra.axis
     results = {}
     for a, b in itertools.permutations(dataset.instruments, 2):
-        master = dataset.spectra.on_instrument(a)
-        target = dataset.spectra.on_instrument(b)
+        master, target, _ = dataset.pair(a, b)
+        axis = master.axis
         labels = {p: master.label(p) for p in dataset.properties}
         vectors = regression_vectors(master.values, labels)
         parts = decompose(master.values, target.values)

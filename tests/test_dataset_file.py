@@ -335,3 +335,28 @@ def test_csv_export_never_overwrites(tmp_path):
     with pytest.raises(FileExistsError, match="is not empty"):
         write_csv_dataset(dataset_file.load("corn"), tmp_path)
     assert (tmp_path / "m5.csv").read_text() == "mine"
+
+
+def test_a_pair_is_compared_on_its_own_overlap_not_that_of_every_instrument(tmp_path):
+    import dataclasses
+
+    from caltransfer_jax.simulate.pair import write_pair
+
+    # A grating 1100–2498 nm, an InGaAs array 900–1700 nm and an FT-NIR 4000–10000 cm⁻¹.
+    dataset = dataset_file.load(write_pair(tmp_path / "d", instruments=(0, 3, 6), num_samples=12))
+    everyone = 1e7 / dataset.spectra.wavenumber
+    assert everyone.max() < 1710  # the array's range cuts the common axis of all three
+    source, target, sentence = dataset.pair("nir00", "nir06")
+    nm = 1e7 / source.wavenumber
+    assert nm.min() < 1110 and nm.max() > 2490  # this pair's own overlap
+    np.testing.assert_array_equal(source.wavenumber, target.wavenumber)
+    assert source.values.shape == (12, source.wavenumber.size) == target.values.shape
+    assert "'nir00'" in sentence or "'nir06'" in sentence
+    # The target is its own spectra resampled onto that axis (never extrapolated).
+    resampled = dataset.own("nir06").resample(source.wavenumber)
+    np.testing.assert_allclose(target.values, resampled.values, rtol=1e-12)
+    # With transfer standards (kept on the common axis of all instruments only), that axis.
+    with_standards = dataclasses.replace(dataset, standards=dataset.spectra)
+    source, _, sentence = with_standards.pair("nir00", "nir06")
+    np.testing.assert_array_equal(source.wavenumber, dataset.spectra.wavenumber)
+    assert sentence == dataset.overlap

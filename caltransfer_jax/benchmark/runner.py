@@ -78,7 +78,8 @@ class _JobRun:
     def __init__(self, job: Job, settings: dict):
         self.job, self.settings, self.split = job, settings, job.split
         self.dataset = dataset = load_dataset(job.dataset)
-        self.data = data = PairedData(dataset.spectra, job.source, job.target)
+        # Classical methods: both instruments on one axis (the overlap of this pair).
+        self.data = data = PairedData.from_parts(*dataset.pair(job.source, job.target)[:2])
         # The model reads each instrument on its own axis where the instruments' axes differ.
         self.native = None
         if dataset.native is not None:
@@ -108,7 +109,7 @@ class _JobRun:
                 self.shared[key] = pre.transform(dataset.standards.on_instrument(name).values)
         self.context = {
             "settings": settings["model"],
-            "wavenumber": dataset.spectra.wavenumber,
+            "wavenumber": data.source.wavenumber,
             "modality": dataset.spectra.modality,
             "seed": self.split.index,
         }
@@ -324,7 +325,8 @@ def plan(config) -> tuple[list[Split], list[TransferSet], list[Job]]:
     for split in splits:
         # Kennard–Stone works on the master spectra, so the sets depend on the source instrument.
         for source in sorted({a for a, _ in pairs}):
-            master_pool = PairedData(dataset.spectra, source, source).values("source", split.pool)
+            own = dataset.own(source)
+            master_pool = PairedData.from_parts(own, own).values("source", split.pool)
             sets = make_transfer_sets(
                 split, master_pool, ks, config.n_draws, config.kennard_stone, config.seed
             )
@@ -439,13 +441,21 @@ def run(config, workdir: str) -> list[dict]:
         workdir,
         title=f"Transfer benchmark: {dataset.name}",
         predictions=predictions,
-        notes=dataset.overlap
-        and f"Axes: {dataset.overlap}; model rows read each instrument on its own axis.",
+        notes=_axes_note(dataset, parse_pairs(config.pairs, dataset.instruments)),
     )
     logging.info(
         "wrote %d records to %s in %.0f s", len(records), workdir, time.perf_counter() - start
     )
     return records
+
+
+def _axes_note(dataset: Dataset, pairs) -> str:
+    """The report's sentence on the axes of the pairs' classical methods ('' if all share one)."""
+    sentences = dict.fromkeys(dataset.pair(a, b)[2] for a, b in pairs)  # in order, once each
+    sentences.pop("", None)
+    if not sentences:
+        return ""
+    return f"Axes: {'; '.join(sentences)}; model rows read each instrument on its own axis."
 
 
 def _write(path: pathlib.Path, text: str) -> None:

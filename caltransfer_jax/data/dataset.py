@@ -4,7 +4,8 @@
 methods compare point by point. Where the instruments were measured on different axes (other
 ranges or steps), that axis is their common overlap (`grids.common_axis`: resampled, never
 extrapolated) and `Dataset.native` keeps each instrument's spectra on its own axis, which the
-model methods read.
+model methods read. A pair of instruments is compared on the overlap of those two
+(`Dataset.pair`), which can be wider than that of all of them.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from caltransfer_jax.data.spectra import Spectra, SpectraError
+from caltransfer_jax.data import grids
+from caltransfer_jax.data.spectra import Spectra, SpectraError, same_axis
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,6 +60,26 @@ class Dataset:
         if self.native is not None:
             return self.native[instrument]
         return self.spectra.on_instrument(instrument)
+
+    def pair(self, source: str, target: str) -> tuple[Spectra, Spectra, str]:
+        """Two instruments' spectra on one axis for the classical methods, and a sentence on it
+        ('' where the instruments share their axis).
+
+        Where the axes differ, the axis is the overlap of these two instruments
+        (`grids.common_axis`), not of every instrument of the data set — a third instrument with
+        a narrower range does not cut this pair's — except where the data set has transfer
+        standards, which are kept on the common axis of all instruments only.
+        """
+        if self.native is None or self.standards is not None:
+            spectra = (self.spectra.on_instrument(source), self.spectra.on_instrument(target))
+            return *spectra, self.overlap
+        parts = {source: self.own(source), target: self.own(target)}
+        if same_axis(parts[source].wavenumber, parts[target].wavenumber):
+            return parts[source], parts[target], ""
+        grid, sentence = grids.common_axis(parts, self.name)
+        on = grids.on_common_axis(parts, grid)
+        axis = on[source].wavenumber
+        return on[source], dataclasses.replace(on[target], wavenumber=axis), sentence
 
     def labelled(self, properties) -> np.ndarray:
         """Sample ids (sorted) that have a value of every one of `properties`."""

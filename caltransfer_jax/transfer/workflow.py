@@ -60,11 +60,12 @@ def fit_on_dataset(
 
         check_unseen((transfer.model or {}).get("init", ""), dataset.name)
     native = model and dataset.native is not None
-    data = (
-        PairedData.from_parts(dataset.own(source), dataset.own(target))
-        if native
-        else PairedData(dataset.spectra, source, target)
-    )
+    if native:
+        data = PairedData.from_parts(dataset.own(source), dataset.own(target))
+        axes = "the model reads each instrument on its own axis"
+    else:
+        on_axis, target_on_axis, axes = dataset.pair(source, target)
+        data = PairedData.from_parts(on_axis, target_on_axis)
     labelled = dataset.labelled([prop]).tolist()
     if len(labelled) < 3:
         raise ValueError(f"{prop}: only {len(labelled)} labelled samples; a calibration needs more")
@@ -125,7 +126,7 @@ def fit_on_dataset(
         "calibration_ids": labelled,
         "transfer_ids": ids,
         "selection": "none" if not ids else ("all labelled" if k is None else "kennard_stone"),
-        "axes": dataset.overlap or "one axis for every instrument",
+        "axes": axes or "one axis for every instrument",
         "learning_curve": curve,
     }
 
