@@ -286,17 +286,26 @@ def test_auto_model_transfer_is_the_method_it_chose_and_saves_as_such(
     assert info["method"] == "auto_model" and info["choice"]["chosen"] == candidate
 
 
-def test_an_auto_model_mean_that_holds_model_rows_is_refused_as_a_kept_transfer():
-    from types import SimpleNamespace
+def test_an_auto_model_mean_of_model_and_classical_rows_saves_member_by_member(
+    tmp_path, tiny_export, monkeypatch
+):
+    from caltransfer_jax.methods import auto
+    from configs import adapt
 
-    from caltransfer_jax.transfer.estimator import _model_choice
-
-    def fitted(*names):
-        return SimpleNamespace(members_=names, method_=SimpleNamespace(members_=list(names)))
-
-    lone = fitted("model_lora")
-    assert _model_choice(lone) == ("model_lora", "model")
-    classical = fitted("pds", "ds")
-    assert _model_choice(classical) == (classical.method_, "classical")
-    with pytest.raises(ValueError, match="includes model rows \\(model_lora\\).*fit `auto`"):
-        _model_choice(fitted("pds", "model_lora"))
+    # Three candidates, so that the mean is of two; these two rank above target-only PLS on 8
+    # samples, so that the mean holds a model row and a classical one.
+    candidates = ("model_dipls_semisupervised", "dipls_semisupervised", "target_pls")
+    monkeypatch.setattr(auto, "MODEL_CANDIDATES", candidates)
+    model = adapt.model_config().to_dict() | {"init": str(tiny_export)}
+    transfer = CalibrationTransfer(method="auto_model", model=model)
+    dataset = dataset_file.load("corn")
+    provenance = workflow.fit_on_dataset(dataset, "m5", "mp6", "moisture", transfer, k=8)
+    members = transfer.choice_["members"]
+    assert sorted(members) == sorted(candidates[:2])
+    assert transfer.family_ == "model" and transfer.fitted_method == "auto_model"
+    assert "- chosen: the mean of `" in workflow.report(transfer, provenance)
+    _assert_it_saves_and_loads_to_the_last_bit(transfer, tmp_path / "t", dataset, "mp6")
+    saved = sorted(p.name for p in (tmp_path / "t" / "members").iterdir())
+    assert saved == ["0", "1"]
+    model_folder = tmp_path / "t" / "members" / str(members.index(candidates[0]))
+    assert (model_folder / "head.skops").is_file() and (model_folder / "adapters").is_dir()

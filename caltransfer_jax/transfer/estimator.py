@@ -32,6 +32,7 @@ from caltransfer_jax import __version__
 from caltransfer_jax.benchmark.metrics import conformal_quantile
 from caltransfer_jax.data.spectra import same_axis
 from caltransfer_jax.methods import registry
+from caltransfer_jax.methods.auto import CandidateMean
 from caltransfer_jax.methods.base import (
     CV_FOLDS,
     TRANSFER_KEYS,
@@ -278,19 +279,23 @@ class CalibrationTransfer(RegressorMixin, BaseEstimator):
         )
         settings = dict(self.model or {})
         if self.family_ == "model":
-            from caltransfer_jax.methods.model.lora import save_adapters
             from caltransfer_jax.models.export import resolve
 
             export = resolve(settings["init"])
             shutil.copytree(export, directory / "export")
             provenance = {**provenance, "export": _export_info(export)}
             settings["init"] = "export"
-            skops.io.dump(
-                {"head": self.method_.model_, "fallback": self.method_.fallback_},
-                directory / "head.skops",
-            )
-            np.savez(directory / "model.npz", shift=np.asarray(self.method_.shift_))
-            save_adapters(directory, self.method_.adapters_, {"method": self.fitted_method})
+            if isinstance(self.method_, CandidateMean):  # `auto_model`: one folder per member
+                names = self.choice_["members"]
+                for i, (name, member) in enumerate(zip(names, self.method_.members_, strict=True)):
+                    folder = directory / "members" / str(i)
+                    folder.mkdir(parents=True)
+                    if registry.METHODS[name].family == "model":
+                        _write_model_method(folder, member, name)
+                    else:
+                        skops.io.dump({"method": member}, folder / "estimator.skops")
+            else:
+                _write_model_method(directory, self.method_, self.fitted_method)
         else:
             skops.io.dump(
                 {"preprocessing": self.preprocessing_, "method": self.method_},
@@ -344,7 +349,19 @@ class CalibrationTransfer(RegressorMixin, BaseEstimator):
         transfer.choice_ = info.get("choice")  # absent from transfers saved before it existed
         if info["family"] == "model":
             transfer.preprocessing_ = None
-            transfer.method_ = _load_model_method(directory, transfer)
+            members = (transfer.choice_ or {}).get("members", [])
+            if len(members) > 1:
+                transfer.method_ = CandidateMean()
+                transfer.method_.members_ = [
+                    _load_model_method(directory / "members" / str(i), name, directory, transfer)
+                    if registry.METHODS[name].family == "model"
+                    else _load_skops(directory / "members" / str(i) / "estimator.skops")["method"]
+                    for i, name in enumerate(members)
+                ]
+            else:
+                transfer.method_ = _load_model_method(
+                    directory, transfer.fitted_method, directory, transfer
+                )
         else:
             state = _load_skops(directory / "estimator.skops")
             transfer.preprocessing_, transfer.method_ = state["preprocessing"], state["method"]
@@ -352,19 +369,13 @@ class CalibrationTransfer(RegressorMixin, BaseEstimator):
 
 
 def _model_choice(auto) -> tuple[object, str]:
-    """(the transfer, its family) of a fitted `auto_model`: the one row it chose, or the mean of
-    classical rows; a mean that includes model rows cannot be kept as one transfer yet."""
+    """(the transfer, its family) of a fitted `auto_model`: the one row it chose, else the mean
+    (a model transfer where it holds a model row)."""
     members = auto.method_.members_
     if len(members) == 1:
         return members[0], registry.METHODS[auto.members_[0]].family
-    model_rows = [n for n in auto.members_ if registry.METHODS[n].family == "model"]
-    if model_rows:
-        raise ValueError(
-            f"auto_model chose the mean of {', '.join(auto.members_)}, which includes model rows "
-            f"({', '.join(model_rows)}); such a mean cannot be saved as one transfer yet: fit "
-            "`auto` (classical candidates) or one of the model rows"
-        )
-    return auto.method_, "classical"
+    families = {registry.METHODS[name].family for name in auto.members_}
+    return auto.method_, "model" if "model" in families else "classical"
 
 
 def read_info(directory: pathlib.Path) -> dict:
@@ -392,12 +403,25 @@ def _load_skops(path: pathlib.Path):
     return skops.io.load(path, trusted=untrusted)
 
 
-def _load_model_method(directory: pathlib.Path, transfer: CalibrationTransfer):
+def _write_model_method(directory: pathlib.Path, method, name: str) -> None:
+    """A fitted model row's head, guard fallback, mean shift and adapters into `directory`."""
+    from caltransfer_jax.methods.model.lora import save_adapters
+
+    skops.io.dump({"head": method.model_, "fallback": method.fallback_}, directory / "head.skops")
+    np.savez(directory / "model.npz", shift=np.asarray(method.shift_))
+    save_adapters(directory, method.adapters_, {"method": name})
+
+
+def _load_model_method(
+    directory: pathlib.Path, name: str, saved: pathlib.Path, transfer: CalibrationTransfer
+):
+    """The model row `name` written by `_write_model_method` into `directory`, on the export
+    copied into the saved transfer `saved`."""
     from caltransfer_jax.methods.model.lora import read_adapters
 
     settings = dict(transfer.model)
-    settings["init"] = str((directory / "export").resolve())
-    (spec,) = registry.get([transfer.fitted_method])
+    settings["init"] = str((saved / "export").resolve())
+    (spec,) = registry.get([name])
     context = {
         "settings": settings,
         "wavenumber": transfer.wavenumber_,
