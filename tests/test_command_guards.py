@@ -169,3 +169,24 @@ def test_bad_pair_strings_are_named(tmp_path, pairs, message):
     with pytest.raises(ValueError, match=message):
         runner.run(_quick(pairs=pairs), tmp_path / "w")
     assert not (tmp_path / "w").exists()
+
+
+def test_a_method_that_fails_is_reported_and_the_benchmark_goes_on(tmp_path, monkeypatch):
+    import json
+
+    from caltransfer_jax.methods.classical import standardisation
+
+    def fail(self, X, y, **transfer):
+        raise ValueError("DS: a synthetic failure")
+
+    # The workers are forked, so they inherit the patched method.
+    monkeypatch.setattr(standardisation.DirectStandardisation, "fit", fail)
+    runner.run(_quick(methods=("mean_recentring", "ds"), ks=(0, 5), n_draws=1), tmp_path)
+    records = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
+    assert {r["method"] for r in records} >= {"mean_recentring", "master_on_master"}
+    assert "ds" not in {r["method"] for r in records}
+    failures = [json.loads(line) for line in (tmp_path / "failures.jsonl").read_text().splitlines()]
+    assert len(failures) == 2 and {f["k"] for f in failures} == {5}  # a random draw and KS
+    assert all(f["method"] == "ds" and f["error"] == "DS: a synthetic failure" for f in failures)
+    summary = (tmp_path / "summary.md").read_text()
+    assert "**Failed fits**" in summary and "`ds` 2 (first: DS: a synthetic failure)" in summary

@@ -65,8 +65,9 @@ class Job:
     sets: tuple[TransferSet, ...]
 
 
-def run_job(job: Job, settings: dict) -> tuple[list[dict], list[dict]]:
-    """Fits and evaluates every method on one job; returns records and k = 10 predictions."""
+def run_job(job: Job, settings: dict) -> tuple[list[dict], list[dict], list[dict]]:
+    """Fits and evaluates every method on one job; returns records, k = 10 predictions and the
+    fits that failed."""
     with threadpool_limits(1):
         return _JobRun(job, settings).run()
 
@@ -119,9 +120,9 @@ class _JobRun:
                 "target_wavenumber": self.native.target.wavenumber,
             }
         self.transfer_ids = {(t.k, t.selection, t.draw): list(t.ids) for t in job.sets}
-        self.records, self.predictions = [], []
+        self.records, self.predictions, self.failures = [], [], []
 
-    def run(self) -> tuple[list[dict], list[dict]]:
+    def run(self) -> tuple[list[dict], list[dict], list[dict]]:
         """The reference rows, then every method: zero-shot ones once, the others per set."""
         self._references()
         specs = methods.get(self.settings["methods"])
@@ -141,7 +142,7 @@ class _JobRun:
             for spec in specs:
                 if not spec.zero_shot:
                     self._fit_and_record(spec, arrays, tset.k, tset.selection, tset.draw)
-        return self.records, self.predictions
+        return self.records, self.predictions, self.failures
 
     def _references(self) -> None:
         """Master model on master spectra; full recalibration on the target pool."""
@@ -178,8 +179,20 @@ class _JobRun:
             X_master = self.native.values("source", self.pool)
             X_test = self.native.values("target", self.test)
         start = time.perf_counter()
-        method.fit(X_master, self.y_pool_std, **arrays)
-        predicted = method.predict(X_test)
+        try:
+            method.fit(X_master, self.y_pool_std, **arrays)
+            predicted = method.predict(X_test)
+        except (ValueError, np.linalg.LinAlgError) as error:
+            # A method that cannot fit these data (e.g. EMSC on spectra unlike its reference)
+            # is reported as failed, not allowed to stop the benchmark.
+            job = self.job
+            self.failures.append(
+                {"source": job.source, "target": job.target, "property": job.prop,
+                 "method": spec.name, "k": k, "selection": selection,
+                 "split": self.split.index, "draw": draw, "error": str(error)}
+            )  # fmt: skip
+            logging.warning("%s failed on %s: %s", spec.name, self.failures[-1], error)
+            return
         seconds = time.perf_counter() - start
         residuals, _ = conformity_scores(method, master)
         cv = None
@@ -408,16 +421,17 @@ def run(config, workdir: str) -> list[dict]:
     uses_model = any(spec.family == "model" for spec in methods.get(config.methods))
     # JAX is not fork-safe: workers that run the model start fresh (spawn).
     context = multiprocessing.get_context("spawn") if uses_model else None
-    records, predictions = [], []
+    records, predictions, failures = [], [], []
     start = time.perf_counter()
     with concurrent.futures.ProcessPoolExecutor(
         max_workers=config.workers, mp_context=context
     ) as pool:
         futures = [pool.submit(run_job, job, settings) for job in jobs]
         for done, future in enumerate(concurrent.futures.as_completed(futures), 1):
-            job_records, job_predictions = future.result()
+            job_records, job_predictions, job_failures = future.result()
             records.extend(job_records)
             predictions.extend(job_predictions)
+            failures.extend(job_failures)
             elapsed = time.perf_counter() - start
             logging.info(
                 "%d/%d jobs, %d records, %.0f s elapsed, ETA %.0f s",
@@ -436,17 +450,35 @@ def run(config, workdir: str) -> list[dict]:
     )
     _write(workdir / "results.jsonl", "".join(json.dumps(r) + "\n" for r in records))
     _write(workdir / "predictions_k10.jsonl", "".join(json.dumps(p) + "\n" for p in predictions))
+    _write(workdir / "failures.jsonl", "".join(json.dumps(f) + "\n" for f in failures))
+    notes = [_axes_note(dataset, parse_pairs(config.pairs, dataset.instruments))]
     report.write_report(
         records,
         workdir,
         title=f"Transfer benchmark: {dataset.name}",
         predictions=predictions,
-        notes=_axes_note(dataset, parse_pairs(config.pairs, dataset.instruments)),
+        notes="\n\n".join(n for n in (*notes, _failures_note(failures)) if n),
     )
     logging.info(
         "wrote %d records to %s in %.0f s", len(records), workdir, time.perf_counter() - start
     )
     return records
+
+
+def _failures_note(failures: list[dict]) -> str:
+    """The report's paragraph on fits that failed ('' if none): per method, how many and why."""
+    by_method: dict[str, list[str]] = {}
+    for failure in failures:
+        by_method.setdefault(failure["method"], []).append(failure["error"])
+    if not by_method:
+        return ""
+    parts = [
+        f"`{name}` {len(errors)} (first: {errors[0]})" for name, errors in sorted(by_method.items())
+    ]
+    return (
+        "**Failed fits** (left out of the tables, so those methods' cells average their other "
+        f"fits; `failures.jsonl` lists each): {'; '.join(parts)}."
+    )
 
 
 def _axes_note(dataset: Dataset, pairs) -> str:
