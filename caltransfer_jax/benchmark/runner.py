@@ -191,7 +191,10 @@ class _JobRun:
                  "method": spec.name, "k": k, "selection": selection,
                  "split": self.split.index, "draw": draw, "error": str(error)}
             )  # fmt: skip
-            logging.warning("%s failed on %s: %s", spec.name, self.failures[-1], error)
+            logging.warning(
+                "%s failed (%s->%s %s, k=%d, split %d): %s",
+                spec.name, job.source, job.target, job.prop, k, self.split.index, error,
+            )  # fmt: skip
             return
         seconds = time.perf_counter() - start
         residuals, _ = conformity_scores(method, master)
