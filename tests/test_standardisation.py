@@ -197,6 +197,11 @@ def test_auto_halves_an_odd_count_upwards_and_a_lone_candidate_is_the_transfer()
     np.testing.assert_array_equal(lone.predict(X_new), direct.predict(X_new))
     with pytest.raises(ValueError, match="at least one member"):
         CandidateMean(()).fit(X, y, **arrays)
+    few = {
+        key: value[:3] if key != "X_target_unlabelled" else value for key, value in arrays.items()
+    }
+    with pytest.raises(ValueError, match="at least 4 transfer samples"):
+        AutoTransfer(master, None, {}, candidates=three).fit(X, y, **few)
     # CV+ refits remake the choice (a fresh `auto`) unless model rows are candidates, whose
     # refits would take hours: then the mean is refitted with its members fixed.
     assert isinstance(auto.interval_builder()(), AutoTransfer)

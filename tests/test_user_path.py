@@ -303,7 +303,11 @@ def test_an_auto_model_mean_of_model_and_classical_rows_saves_member_by_member(
     members = transfer.choice_["members"]
     assert sorted(members) == sorted(candidates[:2])
     assert transfer.family_ == "model" and transfer.fitted_method == "auto_model"
-    assert "- chosen: the mean of `" in workflow.report(transfer, provenance)
+    report = workflow.report(transfer, provenance)
+    assert "- chosen: the mean of `" in report
+    # The model member's own guard is kept with the choice and reported.
+    assert set(transfer.choice_["guards"]) == {candidates[0]}
+    assert f"- guard of `{candidates[0]}` (" in report
     _assert_it_saves_and_loads_to_the_last_bit(transfer, tmp_path / "t", dataset, "mp6")
     saved = sorted(p.name for p in (tmp_path / "t" / "members").iterdir())
     assert saved == ["0", "1"]

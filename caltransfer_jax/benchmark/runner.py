@@ -2,7 +2,8 @@
 
 `run(config, workdir)` plans the jobs of a configuration (configs/benchmark.py) and writes to DIR: `results.jsonl` (one record per dataset, source, target, property, method, k,
 selection, split and draw), `splits.json` and `transfer_sets.jsonl` (every sample id a method
-was fitted on), `config.json`, `summary.md` and PNG plots. See `caltransfer_jax.benchmark.protocol` for
+was fitted on), `failures.jsonl` (fits a method could not make, with the error), `config.json`,
+`summary.md` and PNG plots. See `caltransfer_jax.benchmark.protocol` for
 what each method may see.
 """
 
@@ -187,7 +188,8 @@ class _JobRun:
             # is reported as failed, not allowed to stop the benchmark.
             job = self.job
             self.failures.append(
-                {"source": job.source, "target": job.target, "property": job.prop,
+                {"dataset": self.dataset.name, "source": job.source, "target": job.target,
+                 "property": job.prop,
                  "method": spec.name, "k": k, "selection": selection,
                  "split": self.split.index, "draw": draw, "error": str(error)}
             )  # fmt: skip

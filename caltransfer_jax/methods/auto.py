@@ -54,6 +54,9 @@ CANDIDATES = (
     "target_pls",
     "augmented_pls",
 )
+# Fewer transfer samples leave too few per cross-validation refit (refits on 2 samples fail);
+# CV+ intervals, which refit `auto` itself without each fold, then fall back to its own scores.
+MIN_TRANSFER = 4
 # `auto_model` (a pretrained export given): the model's few-shot rows join the candidates, under
 # the same rule. (Both on one axis: the classical candidates compare spectra point by point.)
 MODEL_CANDIDATES = CANDIDATES + ("model_dipls_semisupervised", "model_lora")
@@ -82,6 +85,9 @@ class CandidateMean(TransferMethod):
     Args:
         methods: the member methods, unfitted (fitted as shallow copies, so that they keep
             sharing the master calibration they were built with).
+
+    Attributes:
+        estimators_: the fitted members, in the order of `methods`.
     """
 
     def __init__(self, methods=()):
@@ -90,11 +96,11 @@ class CandidateMean(TransferMethod):
     def fit(self, X, y, **transfer):
         if not self.methods:
             raise ValueError("CandidateMean needs at least one member method")
-        self.members_ = [copy.copy(method).fit(X, y, **transfer) for method in self.methods]
+        self.estimators_ = [copy.copy(method).fit(X, y, **transfer) for method in self.methods]
         return self
 
     def predict(self, X):
-        return np.mean([member.predict(X) for member in self.members_], axis=0)
+        return np.mean([member.predict(X) for member in self.estimators_], axis=0)
 
 
 class AutoTransfer(TransferMethod):
@@ -111,7 +117,9 @@ class AutoTransfer(TransferMethod):
         criterion_: name -> CV RMSE (standardised units) of every candidate cross-validated;
         members_: the names averaged (the better half, best first); chosen_: a readable name
         of that choice ("mean of a, b, …", or the one name); conformity_scores_: the held-out
-        residuals of the mean on the transfer samples; method_: the `CandidateMean`, fitted.
+        residuals of the mean on the transfer samples (slightly optimistic: the members were
+        chosen on the same residuals; CV+ remakes the choice); method_: the `CandidateMean`,
+        fitted.
     """
 
     requires: ClassVar[frozenset[str]] = frozenset(
@@ -129,6 +137,11 @@ class AutoTransfer(TransferMethod):
         from caltransfer_jax.methods import registry  # the registry builds `auto` itself
 
         X, y, arrays = self._check(X, y, transfer)
+        if len(arrays["y_transfer"]) < MIN_TRANSFER:
+            raise ValueError(
+                f"auto needs at least {MIN_TRANSFER} transfer samples (its candidates are "
+                f"cross-validated on subsets of them); got {len(arrays['y_transfer'])}"
+            )
         self.criterion_, held_out = {}, {}
         for spec in registry.get(self.candidates):
             build = self._builder(spec)
@@ -139,7 +152,7 @@ class AutoTransfer(TransferMethod):
             cv = cross_validate_transfer(
                 build, X, y, arrays, arrays["X_target_transfer"], self.seed
             )
-            if cv is not None:
+            if cv is not None and np.all(np.isfinite(cv[1])):
                 held_out[spec.name] = np.diag(cv[0]).copy()
                 self.criterion_[spec.name] = float(np.sqrt(np.mean(cv[1] ** 2)))
         if not self.criterion_:

@@ -14,6 +14,8 @@ Saved directory:
     head.skops           model: the PLS head; model.npz: the feature shift
     adapters/            model: the LoRA adapter weights (orbax)
     export/              model: a copy of the pretrained export it adapts
+    members/<i>/         `auto_model` choosing a mean: member i (a model row's head.skops,
+                         model.npz and adapters/, or a classical one's estimator.skops)
 """
 
 from __future__ import annotations
@@ -167,6 +169,14 @@ class CalibrationTransfer(RegressorMixin, BaseEstimator):
         self.wavenumber_, self.target_wavenumber_, self.modality_ = wavenumber, target, modality
         self.n_transfer_ = len(arrays.get("y_transfer", ()))
         self.guard_ = getattr(self.method_, "guard_", None)
+        if isinstance(self.method_, CandidateMean):  # `auto_model`: its model members' checks
+            self.choice_["guards"] = {
+                name: member.guard_
+                for name, member in zip(
+                    self.choice_["members"], self.method_.estimators_, strict=True
+                )
+                if getattr(member, "guard_", None)
+            }
         return self
 
     def learning_curve(self, X, y, *, repeats: int = 5, **transfer) -> LearningCurve:
@@ -206,9 +216,10 @@ class CalibrationTransfer(RegressorMixin, BaseEstimator):
 
     @property
     def fitted_method(self) -> str:
-        """The registry name of the fitted method: `method`, or the row a model-family chooser
-        (`auto_model`) chose — the transfer is that row."""
-        if self.choice_ and self.choice_["chosen"] in registry.METHODS:
+        """The registry name of the fitted method: `method`, or the one row a model-family
+        chooser (`auto_model`) chose — the transfer is that row (a mean of rows: `method`)."""
+        chooser = registry.METHODS[self.method].family == "model"
+        if chooser and self.choice_ and self.choice_["chosen"] in registry.METHODS:
             return self.choice_["chosen"]
         return self.method
 
@@ -287,7 +298,9 @@ class CalibrationTransfer(RegressorMixin, BaseEstimator):
             settings["init"] = "export"
             if isinstance(self.method_, CandidateMean):  # `auto_model`: one folder per member
                 names = self.choice_["members"]
-                for i, (name, member) in enumerate(zip(names, self.method_.members_, strict=True)):
+                for i, (name, member) in enumerate(
+                    zip(names, self.method_.estimators_, strict=True)
+                ):
                     folder = directory / "members" / str(i)
                     folder.mkdir(parents=True)
                     if registry.METHODS[name].family == "model":
@@ -352,7 +365,7 @@ class CalibrationTransfer(RegressorMixin, BaseEstimator):
             members = (transfer.choice_ or {}).get("members", [])
             if len(members) > 1:
                 transfer.method_ = CandidateMean()
-                transfer.method_.members_ = [
+                transfer.method_.estimators_ = [
                     _load_model_method(directory / "members" / str(i), name, directory, transfer)
                     if registry.METHODS[name].family == "model"
                     else _load_skops(directory / "members" / str(i) / "estimator.skops")["method"]
@@ -371,7 +384,7 @@ class CalibrationTransfer(RegressorMixin, BaseEstimator):
 def _model_choice(auto) -> tuple[object, str]:
     """(the transfer, its family) of a fitted `auto_model`: the one row it chose, else the mean
     (a model transfer where it holds a model row)."""
-    members = auto.method_.members_
+    members = auto.method_.estimators_
     if len(members) == 1:
         return members[0], registry.METHODS[auto.members_[0]].family
     families = {registry.METHODS[name].family for name in auto.members_}

@@ -66,6 +66,8 @@ def fit_on_dataset(
     else:
         on_axis, target_on_axis, axes = dataset.pair(source, target)
         data = PairedData.from_parts(on_axis, target_on_axis)
+        if not axes and dataset.native is not None:
+            axes = f"{source} and {target} share their axis"
     labelled = dataset.labelled([prop]).tolist()
     if len(labelled) < 3:
         raise ValueError(f"{prop}: only {len(labelled)} labelled samples; a calibration needs more")
@@ -75,7 +77,9 @@ def fit_on_dataset(
             raise ValueError(f"k = {k}: choose 2 … {len(labelled)} (the labelled samples)")
         ids = labelled
         if k is not None:
-            ids = [labelled[i] for i in kennard_stone(data.values("source", labelled), k)]
+            # On the master's own spectra, as the benchmark selects them.
+            own = PairedData.from_parts(dataset.own(source), dataset.own(source))
+            ids = [labelled[i] for i in kennard_stone(own.values("source", labelled), k)]
     all_target = data.target.sample_id.tolist()
     arrays = {"X_target_unlabelled": data.values("target", all_target)}
     if ids:
@@ -200,13 +204,14 @@ def report(transfer: CalibrationTransfer, provenance: dict) -> str:
         lines.append(
             f"- chosen: {chosen} (cross-validated RMSE on the transfer samples, label SDs: {rmse})"
         )
-    if transfer.guard_:
-        guard = transfer.guard_
+    guards = {"": transfer.guard_} if transfer.guard_ else {}
+    guards |= {f" of `{name}`": g for name, g in (transfer.choice_ or {}).get("guards", {}).items()}
+    for whose, guard in guards.items():
         values = ", ".join(
             f"{k} {v:.3g}" for k, v in guard.items() if k not in ("criterion", "tripped", "action")
         )
         outcome = f"TRIPPED → {guard['action']}" if guard["tripped"] else "passed"
-        lines.append(f"- guard ({guard['criterion']}: {values}): {outcome}")
+        lines.append(f"- guard{whose} ({guard['criterion']}: {values}): {outcome}")
     lines.append("")
     curve = provenance.get("learning_curve")
     if curve:
