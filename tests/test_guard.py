@@ -85,3 +85,44 @@ def test_the_few_shot_guard_judges_held_out_residuals_where_the_row_has_them():
     del overfit.conformity_scores_
     report, fallback = guard.check(overfit, X, y, arrays, master.predict(X))
     assert report["rmse"] == 0.0 and not report["tripped"] and fallback is None
+
+
+def test_the_guard_falls_back_on_the_overlap_where_the_instruments_have_their_own_axes(tmp_path):
+    import skops.io
+
+    X, y = _spectra(80, 0)
+    y = (y - y.mean()) / y.std()
+    pool, _ = _spectra(60, 1)
+    # The target reads 10…129 on a coarser, shifted axis (descending, as cm⁻¹ files often are).
+    target_axis = np.arange(129.0, 9.0, -1.5)
+    target_pool = np.stack([np.interp(target_axis, GRID, row) for row in pool]) + 0.02
+    arrays = {"X_target_unlabelled": target_pool}
+    master = PLSRegressionCV(max_components=5, seed=0).fit(X, y)
+    rng = np.random.default_rng(2)
+    wild = _Row(master)  # predictions unrelated to the samples: R² ≈ −1
+    wild.wavenumber, wild.target_wavenumber = GRID, target_axis
+    wild.predict = lambda X_target: rng.normal(0.0, 1.0, len(X_target))
+    report, fallback = guard.check(wild, X, y, arrays, master.predict(X))
+    assert report["tripped"] and report["action"] == "mean re-centring"
+    # The fallback: mean re-centring on the overlap (the coarser target axis's points inside
+    # the master's range), reading target spectra on their own axis.
+    grid = np.sort(target_axis[(target_axis >= GRID.min()) & (target_axis <= GRID.max())])
+    np.testing.assert_array_equal(fallback.grid, grid)
+    on_grid = np.stack([np.interp(grid, GRID, row) for row in X])
+    pool_on_grid = np.stack([np.interp(grid, target_axis[::-1], row[::-1]) for row in target_pool])
+    expected = MeanRecentring(PLSRegressionCV(seed=0).fit(on_grid, y)).fit(
+        on_grid, y, X_target_unlabelled=pool_on_grid
+    )
+    np.testing.assert_allclose(fallback.predict(target_pool), expected.predict(pool_on_grid))
+    # It is kept with a saved transfer (skops) and predicts the same after loading.
+    skops.io.dump({"fallback": fallback}, tmp_path / "f.skops")
+    untrusted = skops.io.get_untrusted_types(file=tmp_path / "f.skops")
+    loaded = skops.io.load(tmp_path / "f.skops", trusted=untrusted)["fallback"]
+    np.testing.assert_array_equal(loaded.predict(target_pool), fallback.predict(target_pool))
+    # Axes that share too few points: the check only reports (here a shifted level).
+    wild.target_wavenumber = np.arange(300.0, 420.0)
+    wild.predict = lambda X_target: rng.normal(3.0, 1.0, len(X_target))
+    report, fallback = guard.check(
+        wild, X, y, {"X_target_unlabelled": target_pool}, master.predict(X)
+    )
+    assert report["tripped"] and report["action"] == "reported only" and fallback is None

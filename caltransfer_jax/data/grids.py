@@ -35,18 +35,10 @@ def common_axis(parts: Mapping[str, Spectra], origin: str) -> tuple[np.ndarray, 
         ends = np.sort(from_wavenumber(np.array([wavenumber.min(), wavenumber.max()]), unit))
         return f"{ends[0]:.6g}–{ends[1]:.6g} {unit}"
 
-    lo = max(float(p.wavenumber.min()) for p in parts.values())
-    hi = min(float(p.wavenumber.max()) for p in parts.values())
     ranges = ", ".join(f"{name} {span(p.wavenumber)}" for name, p in parts.items())
-    if lo >= hi:
+    grid, coarsest = overlap_points({name: p.wavenumber for name, p in parts.items()})
+    if grid is None:
         raise SpectraError(f"{origin}: the instruments' ranges do not overlap ({ranges})")
-    tol = 1e-9 * hi
-    inside = {
-        name: np.sort(p.wavenumber[(p.wavenumber >= lo - tol) & (p.wavenumber <= hi + tol)])
-        for name, p in parts.items()
-    }
-    coarsest = min(inside, key=lambda name: inside[name].size)
-    grid = inside[coarsest]
     if grid.size < MIN_COMMON_POINTS:
         raise SpectraError(
             f"{origin}: the instruments' common range holds {grid.size} point(s) of "
@@ -55,12 +47,24 @@ def common_axis(parts: Mapping[str, Spectra], origin: str) -> tuple[np.ndarray, 
     first = next(iter(parts.values())).wavenumber
     if first[0] > first[-1]:
         grid = grid[::-1]  # keep the data's own direction
-    grid = np.clip(grid, lo, hi)
     sentence = (
         f"instruments measured {ranges}; classical methods use their common range "
         f"{span(grid)} on the {grid.size} points of {coarsest!r} there"
     )
     return grid, sentence
+
+
+def overlap_points(axes: Mapping[str, np.ndarray]) -> tuple[np.ndarray | None, str]:
+    """(ascending wavenumbers of the coarsest axis inside the range every axis covers, that
+    axis's name); (None, '') where the ranges do not overlap."""
+    lo = max(float(w.min()) for w in axes.values())
+    hi = min(float(w.max()) for w in axes.values())
+    if lo >= hi:
+        return None, ""
+    tol = 1e-9 * hi
+    inside = {name: np.sort(w[(w >= lo - tol) & (w <= hi + tol)]) for name, w in axes.items()}
+    coarsest = min(inside, key=lambda name: inside[name].size)
+    return np.clip(inside[coarsest], lo, hi), coarsest
 
 
 def on_common_axis(parts: Mapping[str, Spectra], grid: np.ndarray) -> dict[str, Spectra]:

@@ -21,13 +21,16 @@ spectra (the master PLS on target spectra moved to the master mean) when the che
   its residuals on the samples it was fitted on (optimistic).
 
 The thresholds are fixed a priori (no data set was used to choose them). Where the two
-instruments have different axes mean re-centring cannot run; the check then only reports.
+instruments have different axes, mean re-centring runs on their overlap (both resampled onto the
+coarser axis's points there, as the classical methods read such pairs; `OnOverlap`); where they
+share too few points the check only reports.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from caltransfer_jax.data import grids
 from caltransfer_jax.methods.auto import distance_to_master, master_cv_predictions
 from caltransfer_jax.methods.classical.corrections import MeanRecentring
 from caltransfer_jax.methods.classical.pls import PLSRegressionCV
@@ -37,7 +40,7 @@ MAX_SPREAD = 2.0
 MAX_RMSE_RATIO = 1.5
 
 
-def check(method, X, y, arrays, master_fitted: np.ndarray) -> tuple[dict, MeanRecentring | None]:
+def check(method, X, y, arrays, master_fitted: np.ndarray) -> tuple[dict, object | None]:
     """(report, fallback or None) for a fitted model method.
 
     Args:
@@ -47,6 +50,7 @@ def check(method, X, y, arrays, master_fitted: np.ndarray) -> tuple[dict, MeanRe
         master_fitted: its head's predictions for the master calibration spectra.
     """
     same_axis = arrays["X_target_unlabelled"].shape[1] == X.shape[1]
+    grid = None if same_axis else _overlap(method)
     recentring = None
 
     def recentred():
@@ -58,6 +62,12 @@ def check(method, X, y, arrays, master_fitted: np.ndarray) -> tuple[dict, MeanRe
             recentring = MeanRecentring(master).fit(
                 X, y, X_target_unlabelled=arrays["X_target_unlabelled"]
             )
+        elif recentring is None and grid is not None:  # both read on their overlap
+            on_grid = _resample(X, method.wavenumber, grid)
+            pool = _resample(arrays["X_target_unlabelled"], method.target_wavenumber, grid)
+            master = PLSRegressionCV(seed=getattr(method, "seed", 0)).fit(on_grid, y)
+            inner = MeanRecentring(master).fit(on_grid, y, X_target_unlabelled=pool)
+            recentring = OnOverlap(inner, method.target_wavenumber, grid)
         return recentring
 
     if "y_transfer" in arrays and len(arrays["y_transfer"]) >= 2:
@@ -94,6 +104,44 @@ def check(method, X, y, arrays, master_fitted: np.ndarray) -> tuple[dict, MeanRe
         "none" if not tripped else "mean re-centring" if fallback is not None else "reported only"
     )
     return report, fallback
+
+
+class OnOverlap:
+    """A fallback fitted on the two instruments' overlap, reading target spectra on their own
+    axis (resampled onto the overlap, as the classical methods read them).
+
+    Args:
+        method: the fitted fallback (mean re-centring on the overlap).
+        wavenumber: the target spectra's own axis; grid: the overlap's points.
+    """
+
+    def __init__(self, method: MeanRecentring, wavenumber: np.ndarray, grid: np.ndarray):
+        self.method, self.wavenumber, self.grid = method, wavenumber, grid
+
+    @property
+    def master_(self):
+        return self.method.master_
+
+    def predict(self, X_target) -> np.ndarray:
+        return self.method.predict(_resample(X_target, self.wavenumber, self.grid))
+
+
+def _overlap(method) -> np.ndarray | None:
+    """The points where mean re-centring can compare a row's master and target spectra when
+    they lie on different axes: the coarser axis inside both ranges (`grids.overlap_points`);
+    None where the row does not name both axes or they share too few points."""
+    master, target = getattr(method, "wavenumber", None), getattr(method, "target_wavenumber", None)
+    if master is None or target is None:
+        return None
+    grid, _ = grids.overlap_points({"master": np.asarray(master), "target": np.asarray(target)})
+    return grid if grid is not None and grid.size >= grids.MIN_COMMON_POINTS else None
+
+
+def _resample(X, wavenumber, grid) -> np.ndarray:
+    """Rows of X on `wavenumber` linearly interpolated at `grid` (inside their range)."""
+    order = np.argsort(wavenumber)
+    axis, X = np.asarray(wavenumber, dtype=np.float64)[order], np.asarray(X)[:, order]
+    return np.stack([np.interp(grid, axis, row) for row in X])
 
 
 def _rmse(predicted: np.ndarray, y: np.ndarray) -> float:
