@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from caltransfer_jax.data import grids
+from caltransfer_jax.data import grids, spectra
 from caltransfer_jax.methods.auto import distance_to_master, master_cv_predictions
 from caltransfer_jax.methods.classical.corrections import MeanRecentring
 from caltransfer_jax.methods.classical.pls import PLSRegressionCV
@@ -49,7 +49,10 @@ def check(method, X, y, arrays, master_fitted: np.ndarray) -> tuple[dict, object
         arrays: its transfer arrays (`X_target_unlabelled`, optionally the k transfer samples).
         master_fitted: its head's predictions for the master calibration spectra.
     """
-    same_axis = arrays["X_target_unlabelled"].shape[1] == X.shape[1]
+    target_axis = getattr(method, "target_wavenumber", None)
+    same_axis = arrays["X_target_unlabelled"].shape[1] == X.shape[1] and (
+        target_axis is None or spectra.same_axis(method.wavenumber, target_axis)
+    )
     grid = None if same_axis else _overlap(method)
     recentring = None
 
