@@ -289,11 +289,16 @@ class Spectra:
                 f"extends beyond the measured range [{lo:.6g}, {hi:.6g}] cm-1; "
                 "refusing to extrapolate"
             )
-        order = np.argsort(self.wavenumber)
-        xs = self.wavenumber[order]
-        clipped = np.clip(target, lo, hi)
-        values = np.stack([np.interp(clipped, xs, row[order]) for row in self.values])
+        values = interpolate_rows(self.values, self.wavenumber, np.clip(target, lo, hi))
         return dataclasses.replace(self, values=values, wavenumber=target)
+
+
+def interpolate_rows(values: np.ndarray, wavenumber: np.ndarray, at: np.ndarray) -> np.ndarray:
+    """(n, len(at)): each row of `values`, on `wavenumber` (any order), linearly interpolated at
+    `at` (which the caller keeps inside the measured range)."""
+    order = np.argsort(wavenumber)
+    xs, values = np.asarray(wavenumber)[order], np.asarray(values)[:, order]
+    return np.stack([np.interp(at, xs, row) for row in values])
 
 
 def _per_spectrum(array, n: int, name: str, origin: str) -> np.ndarray:

@@ -179,11 +179,11 @@ class AutoTransfer(TransferMethod):
         (slightly optimistic)."""
         from caltransfer_jax.methods import registry
 
-        specs = registry.get(self.members_)
         if all(spec.family != "model" for spec in registry.get(self.candidates)):
             return lambda: AutoTransfer(
                 self.master, self.pls, self.context, self.candidates, self.seed
             )
+        specs = registry.get(self.members_)
         return lambda: CandidateMean(tuple(self._builder(spec)() for spec in specs))
 
     def predict(self, X):

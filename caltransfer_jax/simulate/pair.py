@@ -105,7 +105,7 @@ def write_pair(
         f"modality = {json.dumps(first.modality)}",
         'pairing = "id"',
         'id_column = "ID"',
-        f"description = {json.dumps(_description(seed, family_id, parts, num_samples))}",
+        f"description = {json.dumps(_description(seed, family_id, instruments, num_samples))}",
     ]
     for short, spectra in parts.items():
         unit = write_spectra_csv(spectra, directory / f"{short}.csv")
@@ -125,10 +125,9 @@ def write_pair(
     return path
 
 
-def _description(seed: int, family_id: int, parts: dict[str, Spectra], num_samples: int) -> str:
-    kinds = ", ".join(
-        f"{short}: {s.origin.split('(')[-1].rstrip(')')}" for short, s in parts.items()
-    )
+def _description(seed: int, family_id: int, instruments: Sequence[int], num_samples: int) -> str:
+    simulated = Simulator(SimulatorConfig(seed=seed)).instruments  # cheap: no spectra computed
+    kinds = ", ".join(f"{_short(simulated[i].name)}: {simulated[i].template}" for i in instruments)
     return (
         f"Simulated (caltransfer_jax.simulate.pair): {num_samples} samples of product family "
         f"{family_id} of simulator seed {seed}, each measured on every instrument ({kinds})."

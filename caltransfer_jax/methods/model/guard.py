@@ -66,8 +66,10 @@ def check(method, X, y, arrays, master_fitted: np.ndarray) -> tuple[dict, object
                 X, y, X_target_unlabelled=arrays["X_target_unlabelled"]
             )
         elif recentring is None and grid is not None:  # both read on their overlap
-            on_grid = _resample(X, method.wavenumber, grid)
-            pool = _resample(arrays["X_target_unlabelled"], method.target_wavenumber, grid)
+            on_grid = spectra.interpolate_rows(X, method.wavenumber, grid)
+            pool = spectra.interpolate_rows(
+                arrays["X_target_unlabelled"], method.target_wavenumber, grid
+            )
             master = PLSRegressionCV(seed=getattr(method, "seed", 0)).fit(on_grid, y)
             inner = MeanRecentring(master).fit(on_grid, y, X_target_unlabelled=pool)
             recentring = OnOverlap(inner, method.target_wavenumber, grid)
@@ -126,7 +128,7 @@ class OnOverlap:
         return self.method.master_
 
     def predict(self, X_target) -> np.ndarray:
-        return self.method.predict(_resample(X_target, self.wavenumber, self.grid))
+        return self.method.predict(spectra.interpolate_rows(X_target, self.wavenumber, self.grid))
 
 
 def _overlap(method) -> np.ndarray | None:
@@ -138,13 +140,6 @@ def _overlap(method) -> np.ndarray | None:
         return None
     grid, _ = grids.overlap_points({"master": np.asarray(master), "target": np.asarray(target)})
     return grid if grid is not None and grid.size >= grids.MIN_COMMON_POINTS else None
-
-
-def _resample(X, wavenumber, grid) -> np.ndarray:
-    """Rows of X on `wavenumber` linearly interpolated at `grid` (inside their range)."""
-    order = np.argsort(wavenumber)
-    axis, X = np.asarray(wavenumber, dtype=np.float64)[order], np.asarray(X)[:, order]
-    return np.stack([np.interp(grid, axis, row) for row in X])
 
 
 def _rmse(predicted: np.ndarray, y: np.ndarray) -> float:
