@@ -7,8 +7,8 @@ that take the adapters as an argument, so one compilation serves every transfer 
 
 Features — what a calibration head reads:
 - 'zchem': the chemistry code z_chem (c,);
-- 'canonical': the FNO transfer head's output at the grid points both instruments cover
-  (`ModelGrid.feature_index`), returned to the spectrum's own units (× its scale + its offset),
+- 'canonical': the FNO transfer head's output at the valid grid points (the range both
+  instruments cover, `ModelGrid`), returned to the spectrum's own units (× its scale + its offset),
   i.e. the spectrum mapped to the canonical (master) instrument — a learned spectral
   standardiser read by PLS.
 

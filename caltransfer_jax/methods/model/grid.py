@@ -7,9 +7,13 @@ the points of that grid inside their own measured range (no extrapolation), padd
 (`models.inputs.to_grid`). Every spectrum of one instrument shares its axis, so the valid points
 are the same for all of them.
 
-The master and the target instrument may cover different ranges: each is put on the grid points
-inside its own range, and the features a calibration head reads are taken at the grid points
-both cover (`feature_index`, the same points for both, so features line up column by column).
+The master and the target instrument may cover different ranges: both are read on the grid points
+inside the range they share, and nothing else. A calibration transferred to the target can use
+only what the target measures, and the encoder's context and the per-spectrum standardisation
+must be the same for both instruments: where each read its own full range, the features of one
+sample differed between the instruments by what the other does not see (on a simulated pair of
+other ranges, the frozen head fell to R² −1800 and di-PLS on the features below mean
+re-centring; BENCHMARKS.md §4.5).
 """
 
 from __future__ import annotations
@@ -53,33 +57,22 @@ class ModelGrid:
                 f"spectra cover {self._axis[0]:.1f}-{self._axis[-1]:.1f} {unit}, outside the "
                 f"model's {modality} grid {start}-{stop} {unit}"
             )
-        shared = inside
         if other is not None:
             other_axis = from_wavenumber(np.asarray(other, dtype=np.float64), unit)
-            shared = inside & (grid >= other_axis.min()) & (grid <= other_axis.max())
-            if shared.sum() < 2:
+            inside &= (grid >= other_axis.min()) & (grid <= other_axis.max())
+            if inside.sum() < 2:
                 raise ValueError(
                     f"the two instruments share fewer than 2 points of the model's {modality} "
                     f"grid ({self._axis[0]:.1f}-{self._axis[-1]:.1f} and "
                     f"{other_axis.min():.1f}-{other_axis.max():.1f} {unit})"
                 )
-        # Positions of the shared points among this instrument's valid points.
-        self.feature_index = np.flatnonzero(shared[inside]).astype(np.int32)
+        # The features are read at every valid point (a static count for the jitted heads).
+        self.feature_index = np.arange(int(inside.sum()), dtype=np.int32)
         self._grid = grid[inside]
         self._wavenumber = to_wavenumber(self._grid, unit)
         self.num_points = num_points
         self.normalize = str(config.data.get("normalize", "snv"))
         self.modality = MODALITIES.index(modality)
-
-    @property
-    def num_valid(self) -> int:
-        """Number of grid points the spectra cover."""
-        return int(self._grid.size)
-
-    @property
-    def num_features(self) -> int:
-        """Number of grid points the features are read at (both instruments cover them)."""
-        return int(self.feature_index.size)
 
     def __call__(self, values: np.ndarray) -> dict[str, np.ndarray]:
         """Model inputs for (n, p) spectra.
