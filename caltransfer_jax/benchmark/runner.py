@@ -82,7 +82,7 @@ class _JobRun:
         self.dataset = dataset = load_dataset(job.dataset)
         # Classical methods: both instruments on one axis (the overlap of this pair).
         self.data = data = PairedData.from_parts(*dataset.pair(job.source, job.target)[:2])
-        # The model reads each instrument on its own axis where the instruments' axes differ.
+        # The model reads each instrument from its own axis (over the range the two share).
         self.native = None
         if dataset.native is not None:
             self.native = PairedData.from_parts(dataset.own(job.source), dataset.own(job.target))
@@ -492,7 +492,10 @@ def _axes_note(dataset: Dataset, pairs) -> str:
     sentences.pop("", None)
     if not sentences:
         return ""
-    return f"Axes: {'; '.join(sentences)}; model rows read each instrument on its own axis."
+    return (
+        f"Axes: {'; '.join(sentences)}; model rows read each instrument from its own axis, "
+        "over the range the two share."
+    )
 
 
 def _write(path: pathlib.Path, text: str) -> None:

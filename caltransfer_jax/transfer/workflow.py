@@ -62,7 +62,7 @@ def fit_on_dataset(
     native = model and dataset.native is not None
     if native:
         data = PairedData.from_parts(dataset.own(source), dataset.own(target))
-        axes = "the model reads each instrument on its own axis"
+        axes = "the model reads each instrument from its own axis, over the range the two share"
     else:
         on_axis, target_on_axis, axes = dataset.pair(source, target)
         data = PairedData.from_parts(on_axis, target_on_axis)
