@@ -1,9 +1,14 @@
-"""The model rows' guard falls back to mean re-centring on what the user has (no target labels at
-k = 0): a row whose target-pool predictions drift from the master population is replaced."""
+"""The model rows' guard checks each row on what the user has and falls back to a classical
+method: at k = 0 (no target labels) a row whose target-pool predictions drift from the master
+population is replaced by mean re-centring; at k > 0 a row whose held-out error on the transfer
+samples exceeds that of semi-supervised di-PLS is replaced by it."""
 
 import numpy as np
 
+from caltransfer_jax.methods import base
+from caltransfer_jax.methods.base import cross_validate_transfer
 from caltransfer_jax.methods.classical.corrections import MeanRecentring
+from caltransfer_jax.methods.classical.dipls import SemiSupervisedDIPLS
 from caltransfer_jax.methods.classical.pls import PLSRegressionCV
 from caltransfer_jax.methods.model import guard
 
@@ -55,12 +60,12 @@ def test_the_guard_keeps_a_sound_row_and_replaces_a_drifting_one():
     np.testing.assert_allclose(fallback.predict(pool + baseline), recentred(pool + baseline))
 
 
-def test_the_few_shot_guard_judges_held_out_residuals_where_the_row_has_them():
-    X, y = _spectra(80, 0)
-    y = (y - y.mean()) / y.std()
+def test_the_few_shot_guard_compares_held_out_errors_with_semi_supervised_dipls():
+    X, y_raw = _spectra(80, 0)
+    y = (y_raw - y_raw.mean()) / y_raw.std()
     pool, _ = _spectra(60, 1)
     transfer, y_t = _spectra(10, 3)
-    y_t = (y_t - y_t.mean()) / y_t.std()
+    y_t = (y_t - y_raw.mean()) / y_raw.std()  # on the master labels' scale
     arrays = {
         "X_target_unlabelled": pool + 0.02,
         "X_master_transfer": transfer,
@@ -68,20 +73,36 @@ def test_the_few_shot_guard_judges_held_out_residuals_where_the_row_has_them():
         "y_transfer": y_t,
     }
     master = PLSRegressionCV(max_components=5, seed=0).fit(X, y)
-    recentred = MeanRecentring(master).fit(X, y, **arrays).predict(arrays["X_target_transfer"])
-    baseline = np.sqrt(np.mean((recentred - y_t) ** 2))
+    # The reference: semi-supervised di-PLS on the raw spectra, refitted without each of the
+    # folds the row's seed draws.
+    on_target = {k: arrays[k] for k in ("X_target_unlabelled", "X_target_transfer", "y_transfer")}
+    _, residuals = cross_validate_transfer(
+        lambda: SemiSupervisedDIPLS(master), X, y, on_target, np.empty((0, X.shape[1])), 0
+    )
+    reference = np.sqrt(np.mean(residuals**2))
 
     # A row that fits its transfer samples exactly (in-sample RMSE 0) but whose held-out
-    # residuals are 3× those of mean re-centring: over-fitted, so replaced.
+    # residuals exceed the reference's: replaced by semi-supervised di-PLS fitted on all k.
     overfit = _Row(master)
     overfit.predict = lambda X_target: y_t if X_target is arrays["X_target_transfer"] else None
-    overfit.conformity_scores_ = np.full(len(y_t), 3.0 * baseline)
+    overfit.conformity_scores_ = np.full(len(y_t), 1.01 * reference)
     report, fallback = guard.check(overfit, X, y, arrays, master.predict(X))
     assert report["criterion"].startswith("held-out rmse")
-    np.testing.assert_allclose(report["rmse"], 3.0 * baseline)
-    assert report["tripped"] and fallback is not None
+    np.testing.assert_allclose(report["rmse_dipls_semisupervised"], reference)
+    assert report["tripped"] and report["action"] == "semi-supervised di-PLS"
+    expected = SemiSupervisedDIPLS(master).fit(X, y, **on_target)
+    np.testing.assert_allclose(fallback.predict(pool), expected.predict(pool))
+    # Its intervals are calibrated on the target: its own held-out residuals.
+    overfit.fallback_ = fallback
+    np.testing.assert_allclose(base.conformity_scores(overfit, master)[0], residuals)
+    del overfit.fallback_
 
-    # Without held-out residuals the same row is judged on the samples it fitted, and kept.
+    # Held-out residuals no larger than the reference's: kept (ties keep the row).
+    overfit.conformity_scores_ = np.full(len(y_t), reference)
+    report, fallback = guard.check(overfit, X, y, arrays, master.predict(X))
+    assert not report["tripped"] and report["action"] == "none" and fallback is None
+
+    # Without held-out residuals the row is judged on the samples it fitted, and kept.
     del overfit.conformity_scores_
     report, fallback = guard.check(overfit, X, y, arrays, master.predict(X))
     assert report["rmse"] == 0.0 and not report["tripped"] and fallback is None
@@ -119,6 +140,27 @@ def test_the_guard_falls_back_on_the_overlap_where_the_instruments_have_their_ow
     untrusted = skops.io.get_untrusted_types(file=tmp_path / "f.skops")
     loaded = skops.io.load(tmp_path / "f.skops", trusted=untrusted)["fallback"]
     np.testing.assert_array_equal(loaded.predict(target_pool), fallback.predict(target_pool))
+    # With k transfer samples the fallback is semi-supervised di-PLS on the same overlap.
+    transfer, y_t = _spectra(10, 3)
+    few_shot = {
+        "X_target_unlabelled": target_pool,
+        "X_target_transfer": np.stack([np.interp(target_axis, GRID, r) for r in transfer]) + 0.02,
+        "y_transfer": rng.normal(0.0, 1.0, 10),
+    }
+    wild.conformity_scores_ = np.full(10, 5.0)
+    report, fallback = guard.check(wild, X, y, few_shot, master.predict(X))
+    assert report["tripped"] and report["action"] == "semi-supervised di-PLS"
+    on_target = {
+        k: v
+        if k == "y_transfer"
+        else np.stack([np.interp(grid, target_axis[::-1], r[::-1]) for r in v])
+        for k, v in few_shot.items()
+    }
+    expected = SemiSupervisedDIPLS(PLSRegressionCV(seed=0).fit(on_grid, y)).fit(
+        on_grid, y, **on_target
+    )
+    np.testing.assert_allclose(fallback.predict(target_pool), expected.predict(pool_on_grid))
+    del wild.conformity_scores_
     # Axes that share too few points: the check only reports (here a shifted level).
     wild.target_wavenumber = np.arange(300.0, 420.0)
     wild.predict = lambda X_target: rng.normal(3.0, 1.0, len(X_target))

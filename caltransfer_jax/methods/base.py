@@ -101,6 +101,11 @@ def conformity_scores(method: TransferMethod, master) -> tuple[np.ndarray, str]:
     of the target instrument, so such intervals are not calibrated for the transfer.
     """
     fallback = getattr(method, "fallback_", None)
+    if getattr(fallback, "conformity_scores_", None) is not None:
+        return np.asarray(fallback.conformity_scores_), (
+            "held-out residuals on the target transfer samples of the guard's fallback "
+            "(semi-supervised di-PLS)"
+        )
     if fallback is not None:
         return np.asarray(fallback.master_.cv_residuals_), (
             "cross-validation residuals of the master calibration (the model's guard fell back "
