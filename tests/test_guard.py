@@ -1,11 +1,12 @@
 """The model rows' guard checks each row on what the user has and falls back to a classical
 method: at k = 0 (no target labels) a row whose target-pool predictions drift from the master
-population is replaced by mean re-centring; at k > 0 a row whose held-out error on the transfer
+population is replaced by the classical zero-shot choice (`auto_zero_shot`); at k > 0 a row whose held-out error on the transfer
 samples exceeds that of semi-supervised di-PLS is replaced by it."""
 
 import numpy as np
 
 from caltransfer_jax.methods import base
+from caltransfer_jax.methods.auto import AutoZeroShot
 from caltransfer_jax.methods.base import cross_validate_transfer
 from caltransfer_jax.methods.classical.corrections import MeanRecentring
 from caltransfer_jax.methods.classical.dipls import SemiSupervisedDIPLS
@@ -38,26 +39,37 @@ def test_the_guard_keeps_a_sound_row_and_replaces_a_drifting_one():
     master = PLSRegressionCV(max_components=5, seed=0).fit(X, y)
     fitted = master.predict(X)
 
+    classical = AutoZeroShot(master).fit(X, y, **arrays)
+    # The reference is the classical zero-shot choice for these inputs; it is at least as close
+    # to the master's out-of-sample predictions as mean re-centring, which removes this
+    # difference exactly.
     recentred = MeanRecentring(master).fit(X, y, **arrays).predict
+    reference = y - master.cv_residuals_
+    w1 = guard.distance_to_master
+    assert w1(classical.predict(pool + baseline), reference) <= w1(
+        recentred(pool + baseline), reference
+    )
 
-    # A row that predicts as mean re-centring does is kept (ties keep the row).
+    # A row that predicts as that choice does is kept (ties keep the row).
     sound = _Row(master)
-    sound.predict = recentred
+    sound.predict = classical.predict
     report, fallback = guard.check(sound, X, y, arrays, fitted)
     assert not report["tripped"] and fallback is None
-    assert report["w1"] <= report["w1_mean_recentring"] + 1e-12
+    assert report["w1"] <= report["w1_auto_zero_shot"] + 1e-12
 
     # Errors of 1 label SD per prediction (R² ≈ 0): level and spread stay within the older
     # thresholds (shift < 0.5 SD, spread < 2×), but the predictions are distributed further
-    # from the master's out-of-sample ones than mean re-centring's are.
+    # from the master's out-of-sample ones than the classical choice's are.
     rng = np.random.default_rng(2)
     noisy = _Row(master)
     noisy.predict = lambda X_target: recentred(X_target) + rng.normal(0.0, 1.0, len(X_target))
     report, fallback = guard.check(noisy, X, y, arrays, fitted)
     assert report["shift"] < guard.MAX_SHIFT and report["spread"] < guard.MAX_SPREAD
-    assert report["tripped"] and report["action"] == "mean re-centring"
-    assert report["w1"] > report["w1_mean_recentring"]
-    np.testing.assert_allclose(fallback.predict(pool + baseline), recentred(pool + baseline))
+    assert report["tripped"] and report["action"] == "auto_zero_shot"
+    assert report["w1"] > report["w1_auto_zero_shot"]
+    np.testing.assert_allclose(
+        fallback.predict(pool + baseline), classical.predict(pool + baseline)
+    )
 
 
 def test_the_few_shot_guard_compares_held_out_errors_with_semi_supervised_dipls():
@@ -124,14 +136,14 @@ def test_the_guard_falls_back_on_the_overlap_where_the_instruments_have_their_ow
     wild.wavenumber, wild.target_wavenumber = GRID, target_axis
     wild.predict = lambda X_target: rng.normal(0.0, 1.0, len(X_target))
     report, fallback = guard.check(wild, X, y, arrays, master.predict(X))
-    assert report["tripped"] and report["action"] == "mean re-centring"
-    # The fallback: mean re-centring on the overlap (the coarser target axis's points inside
-    # the master's range), reading target spectra on their own axis.
+    assert report["tripped"] and report["action"] == "auto_zero_shot"
+    # The fallback: the classical zero-shot choice on the overlap (the coarser target axis's
+    # points inside the master's range), reading target spectra on their own axis.
     grid = np.sort(target_axis[(target_axis >= GRID.min()) & (target_axis <= GRID.max())])
     np.testing.assert_array_equal(fallback.grid, grid)
     on_grid = np.stack([np.interp(grid, GRID, row) for row in X])
     pool_on_grid = np.stack([np.interp(grid, target_axis[::-1], row[::-1]) for row in target_pool])
-    expected = MeanRecentring(PLSRegressionCV(seed=0).fit(on_grid, y)).fit(
+    expected = AutoZeroShot(PLSRegressionCV(seed=0).fit(on_grid, y)).fit(
         on_grid, y, X_target_unlabelled=pool_on_grid
     )
     np.testing.assert_allclose(fallback.predict(target_pool), expected.predict(pool_on_grid))

@@ -247,7 +247,7 @@ class _JobRun:
                 "interval": interval.kind,
                 "n_test": len(self.test),
                 "fit_seconds": seconds,
-                # Model rows: what their safety check did ("none", "mean re-centring", …).
+                # Model rows: what their safety check did ("none", "auto_zero_shot", …).
                 "guard": notes.get("guard", ""),
                 # `auto`: the method it chose from the transfer samples.
                 "chosen": notes.get("chosen", ""),

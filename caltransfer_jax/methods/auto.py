@@ -201,7 +201,7 @@ class AutoZeroShot(TransferMethod):
 
     Attributes:
         chosen_: the chosen method's name; criterion_: name -> distance (standardised units);
-        method_: the chosen method, fitted.
+        method_: the chosen method, fitted; master_: the master calibration.
     """
 
     requires: ClassVar[frozenset[str]] = frozenset({"X_target_unlabelled"})
@@ -228,12 +228,16 @@ class AutoZeroShot(TransferMethod):
             method = spec.build(self.master, self.pls, self.context or {})
             if not method.requires <= set(arrays):
                 continue
-            fitted[spec.name] = method.fit(X, y, **arrays)
+            try:
+                fitted[spec.name] = method.fit(X, y, **arrays)
+            except (ValueError, np.linalg.LinAlgError):  # e.g. EMSC on unlike spectra: not chosen
+                continue
             self.criterion_[spec.name] = distance_to_master(method.predict(pool), reference)
         if not self.criterion_:
-            raise ValueError("auto_zero_shot: no candidate method has the inputs it needs")
+            raise ValueError("auto_zero_shot: no candidate method could be fitted on these inputs")
         self.chosen_ = min(self.criterion_, key=self.criterion_.get)
         self.method_ = fitted[self.chosen_]
+        self.master_ = self.master
         return self
 
     def predict(self, X):

@@ -109,7 +109,7 @@ def conformity_scores(method: TransferMethod, master) -> tuple[np.ndarray, str]:
     if fallback is not None:
         return np.asarray(fallback.master_.cv_residuals_), (
             "cross-validation residuals of the master calibration (the model's guard fell back "
-            "to mean re-centring; not calibrated on the target)"
+            "to a zero-shot method; not calibrated on the target)"
         )
     own = getattr(method, "conformity_scores_", None)
     if own is not None:

@@ -1,20 +1,22 @@
-"""The safety net of the model rows: never catastrophically worse than the classical methods.
+"""The safety net of the model rows: never far worse than the classical methods.
 
 A pretrained representation can fail on instruments unlike anything it saw (on held-out data,
 model rows fell to R² −800 where mean re-centring held). Every model method therefore checks
-itself after fitting, on what the user has, and falls back to a classical method on the raw
-spectra when the check fails — mean re-centring (the master PLS on target spectra moved to the
-master mean) without target labels, semi-supervised di-PLS with them:
+itself after fitting, on what the user has, and falls back to the classical method that the
+project chooses for the same inputs when the check fails — `auto_zero_shot` without target
+labels, semi-supervised di-PLS with them — on the raw spectra:
 
 - zero-shot (no labels on the target): the unlabelled target pool holds the same population as
   the master calibration, so its predictions must agree with the master labels in level and
   spread. Tripped when the mean prediction is off by more than `MAX_SHIFT` label SDs, or the
   spread of the predictions differs from that of the master's fitted values by more than a
-  factor `MAX_SPREAD`; and, where mean re-centring can run, when the row's predictions on the
-  pool are further (Wasserstein-1) from the master calibration's cross-validated predictions
-  than mean re-centring's are — the label-free criterion of `auto_zero_shot`
-  (`methods/auto.py` says why), with no margin to choose: the row is kept only where that
-  criterion prefers it to its fallback.
+  factor `MAX_SPREAD`; and when the row's predictions on the pool are further (Wasserstein-1)
+  from the master calibration's cross-validated predictions than those of `auto_zero_shot`
+  (mean re-centring, di-PLS or EMSC + di-PLS, whichever is closest by that same criterion;
+  `methods/auto.py` says why), with no margin to choose: the row is kept only where the
+  label-free criterion prefers it to every classical zero-shot candidate — it is one more
+  candidate of `auto_zero_shot`. (Mean re-centring alone, the reference before, is far below
+  EMSC + di-PLS on corn moisture and on the simulated pair of BENCHMARKS.md §4.5.)
 - few-shot (k labelled transfer samples): the reference is the classical few-shot method the
   model rows must not fall far below — semi-supervised di-PLS on the raw spectra, the same head
   as `model_dipls_semisupervised` without the model, refitted without each of the same folds
@@ -38,9 +40,8 @@ from __future__ import annotations
 import numpy as np
 
 from caltransfer_jax.data import grids, spectra
-from caltransfer_jax.methods.auto import distance_to_master, master_cv_predictions
+from caltransfer_jax.methods.auto import AutoZeroShot, distance_to_master, master_cv_predictions
 from caltransfer_jax.methods.base import cross_validate_transfer
-from caltransfer_jax.methods.classical.corrections import MeanRecentring
 from caltransfer_jax.methods.classical.dipls import SemiSupervisedDIPLS
 from caltransfer_jax.methods.classical.pls import PLSRegressionCV
 
@@ -67,7 +68,7 @@ def check(method, X, y, arrays, master_fitted: np.ndarray) -> tuple[dict, object
         action = "semi-supervised di-PLS"
     else:
         report, tripped, fallback = _zero_shot(method, y, arrays, master_fitted, raw)
-        action = "mean re-centring"
+        action = "auto_zero_shot"
     report["tripped"] = bool(tripped)
     report["action"] = "none" if not tripped else "reported only" if fallback is None else action
     return report, fallback
@@ -81,14 +82,14 @@ def _zero_shot(method, y, arrays, master_fitted, raw):
     report = {"criterion": "label-free: target pool predictions", "shift": shift}
     report["spread"] = spread
     tripped = shift > MAX_SHIFT or not 1 / MAX_SPREAD <= spread <= MAX_SPREAD
-    recentring = raw.fit(MeanRecentring, {"X_target_unlabelled": arrays["X_target_unlabelled"]})
-    if recentring is not None:
-        reference = master_cv_predictions(recentring.master_, y)
+    classical = raw.fit(AutoZeroShot, {"X_target_unlabelled": arrays["X_target_unlabelled"]})
+    if classical is not None:
+        reference = master_cv_predictions(classical.master_, y)
         own = distance_to_master(pool, reference)
-        baseline = distance_to_master(recentring.predict(arrays["X_target_unlabelled"]), reference)
-        report["w1"], report["w1_mean_recentring"] = own, baseline
+        baseline = distance_to_master(classical.predict(arrays["X_target_unlabelled"]), reference)
+        report["w1"], report["w1_auto_zero_shot"] = own, baseline
         tripped = tripped or own > baseline
-    return report, tripped, recentring if tripped else None
+    return report, tripped, classical if tripped else None
 
 
 def _few_shot(method, arrays, raw):
@@ -178,7 +179,7 @@ class OnOverlap:
     axis (resampled onto the overlap, as the classical methods read them).
 
     Args:
-        method: the fitted fallback on the overlap (mean re-centring, or semi-supervised di-PLS).
+        method: the fitted fallback on the overlap (`auto_zero_shot` or semi-supervised di-PLS).
         wavenumber: the target spectra's own axis; grid: the overlap's points.
     """
 
