@@ -1,7 +1,8 @@
 """The model rows' guard checks each row on what the user has and falls back to a classical
 method: at k = 0 (no target labels) a row whose target-pool predictions drift from the master
-population is replaced by the classical zero-shot choice (`auto_zero_shot`); at k > 0 a row whose held-out error on the transfer
-samples exceeds that of semi-supervised di-PLS is replaced by it."""
+population is replaced by the classical zero-shot choice (`auto_zero_shot`); at k > 0 a row
+whose held-out error on the transfer samples exceeds that of semi-supervised di-PLS is replaced
+by it."""
 
 import numpy as np
 
