@@ -136,10 +136,13 @@ class _RawSpectra:
         return {k: v if k == "y_transfer" else self._on_grid(v, axis) for k, v in arrays.items()}
 
     def master(self) -> PLSRegressionCV:
-        """The master PLS on these spectra (the row's own where it was fitted on them)."""
+        """The master PLS on these spectra (the row's own where it was fitted on them, with the
+        cross-validation residuals `auto_zero_shot` reads)."""
         if self._master is None:
             own = getattr(self.method, "master", None)
-            if self.same_axis and getattr(own, "coef_", np.empty(0)).shape == (self.X.shape[1],):
+            fitted_here = getattr(own, "coef_", np.empty(0)).shape == (self.X.shape[1],)
+            residuals = getattr(own, "cv_residuals_", ())
+            if self.same_axis and fitted_here and len(residuals) == len(self.y):
                 self._master = own
             else:
                 self._master = PLSRegressionCV(seed=self.seed).fit(self.X, self.y)
