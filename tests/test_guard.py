@@ -111,7 +111,7 @@ def test_the_few_shot_guard_compares_held_out_errors_with_semi_supervised_dipls(
     del overfit.fallback_
 
     # Held-out residuals no larger than the reference's: kept (ties keep the row).
-    overfit.conformity_scores_ = np.full(len(y_t), reference)
+    overfit.conformity_scores_ = residuals.copy()
     report, fallback = guard.check(overfit, X, y, arrays, master.predict(X))
     assert not report["tripped"] and report["action"] == "none" and fallback is None
 
@@ -181,3 +181,19 @@ def test_the_guard_falls_back_on_the_overlap_where_the_instruments_have_their_ow
         wild, X, y, {"X_target_unlabelled": target_pool}, master.predict(X)
     )
     assert report["tripped"] and report["action"] == "reported only" and fallback is None
+
+
+def test_a_row_whose_master_has_a_fixed_number_of_components_is_still_checked():
+    # Such a master holds no cross-validation residuals: the guard fits its own for the
+    # label-free reference instead of failing.
+    X, y = _spectra(80, 0)
+    y = (y - y.mean()) / y.std()
+    pool, _ = _spectra(60, 1)
+    arrays = {"X_target_unlabelled": pool + 0.02}
+    master = PLSRegressionCV(n_components=3).fit(X, y)
+    assert master.cv_residuals_ is None
+    row = _Row(master)
+    row.predict = lambda X_target: np.full(len(X_target), 3.0)  # far off: must trip
+    report, fallback = guard.check(row, X, y, arrays, master.predict(X))
+    assert report["tripped"] and report["action"] == "auto_zero_shot"
+    assert len(fallback.master_.cv_residuals_) == len(y)

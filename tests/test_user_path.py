@@ -140,6 +140,29 @@ def test_instruments_on_different_ranges_run_classical_and_model_rows(tmp_path, 
     assert "common range 730–1100 nm" in summary
 
 
+def test_a_model_transfer_across_axes_saved_with_other_model_inputs_is_refused(
+    tmp_path, tiny_export
+):
+    from configs import adapt
+
+    dataset = dataset_file.read_dataset_file(_ranges_dataset(tmp_path / "data"))
+    model = adapt.model_config().to_dict() | {"init": str(tiny_export)}
+    transfer = CalibrationTransfer(method="model_frozen", model=model)
+    workflow.fit_on_dataset(dataset, "wide", "narrow", "c1", transfer)
+    transfer.save(tmp_path / "t")
+    X = dataset.own("narrow").values
+    np.testing.assert_array_equal(
+        CalibrationTransfer.load(tmp_path / "t").predict(X), transfer.predict(X)
+    )
+    # Saved before the model read both instruments on the range they share: refused.
+    info_path = tmp_path / "t" / "transfer.json"
+    info = json.loads(info_path.read_text())
+    del info["model_inputs"]
+    info_path.write_text(json.dumps(info))
+    with pytest.raises(ValueError, match="range they share.*fit it again"):
+        CalibrationTransfer.load(tmp_path / "t")
+
+
 @pytest.mark.parametrize("method", ["pds", "model_lora"])
 def test_saved_transfer_predicts_like_the_fitted_one_to_the_last_bit(tmp_path, method, tiny_export):
     toml = write_csv_dataset(dataset_file.load("tablets"), tmp_path / "csv")

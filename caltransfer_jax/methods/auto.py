@@ -197,7 +197,8 @@ class AutoZeroShot(TransferMethod):
     Args:
         master: the fitted master calibration (its `cv_residuals_` give the reference
             distribution); pls: the candidates' PLS template; context: the registry's context.
-        candidates: registry names to choose among (those whose inputs are missing are skipped).
+        candidates: registry names to choose among (those whose inputs are missing, or whose
+            fit fails on these spectra, are skipped and absent from `criterion_`).
 
     Attributes:
         chosen_: the chosen method's name; criterion_: name -> distance (standardised units);

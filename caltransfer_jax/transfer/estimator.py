@@ -46,6 +46,9 @@ from caltransfer_jax.methods.classical.preprocessing import make_preprocessing
 from caltransfer_jax.methods.learning_curve import LearningCurve, estimate_learning_curve
 
 FORMAT = 1
+# How model rows read a pair's spectra (methods/model/grid.py); transfers between instruments on
+# different axes saved without it read each instrument on its own full range.
+MODEL_INPUTS = "shared range"
 PLS_DEFAULTS = {"max_components": 20, "n_folds": 10, "rule": "onesigma"}
 # Only the project's own classes may be rebuilt from a saved estimator (besides skops' defaults).
 _TRUSTED_PREFIX = "caltransfer_jax."
@@ -336,6 +339,8 @@ class CalibrationTransfer(RegressorMixin, BaseEstimator):
             "guard": self.guard_,
             "provenance": provenance,
         }
+        if self.family_ == "model":
+            info["model_inputs"] = MODEL_INPUTS
         (directory / "transfer.json").write_text(json.dumps(info, indent=2, default=float))
 
     @classmethod
@@ -353,6 +358,13 @@ class CalibrationTransfer(RegressorMixin, BaseEstimator):
         )
         with np.load(directory / "axes.npz") as axes:
             transfer.wavenumber_, transfer.target_wavenumber_ = axes["wavenumber"], axes["target"]
+        two_axes = not same_axis(transfer.target_wavenumber_, transfer.wavenumber_)
+        if info["family"] == "model" and two_axes and info.get("model_inputs") != MODEL_INPUTS:
+            raise ValueError(
+                f"{directory}: a model transfer between instruments on different axes saved "
+                "before the model read both on the range they share; its head was fitted on "
+                "other inputs: fit it again"
+            )
         transfer.family_, transfer.modality_ = info["family"], info["modality"]
         transfer.y_mean_, transfer.y_scale_ = info["label"]["mean"], info["label"]["scale"]
         transfer.half_width_ = info["interval"]["half_width"]

@@ -91,7 +91,8 @@ class ModelMethod(TransferMethod):
         target_wavenumber: (q,) axis of the target spectra where it differs (another range or
             step); None: the master's.
         master: the master PLS calibration on the same master spectra, if one is fitted
-            already (the guard's fallback reuses it instead of fitting its own).
+            already (the guard's fallback reuses it, where the two instruments share an axis
+            and it holds cross-validation residuals, instead of fitting its own).
     """
 
     def __init__(

@@ -2,7 +2,7 @@
 
 The model was pretrained on a fixed master grid per modality (`config.data.master_grid`,
 `num_points` points uniform in the modality's native unit). Real spectra are interpolated onto
-the points of that grid inside their own measured range (no extrapolation), padded to
+the points of that grid inside their measured range (no extrapolation), padded to
 `num_points` with the validity mask, and standardised per spectrum as in pretraining
 (`models.inputs.to_grid`). Every spectrum of one instrument shares its axis, so the valid points
 are the same for all of them.
@@ -36,6 +36,8 @@ class ModelGrid:
             `data.num_points`, `data.normalize`).
         wavenumber: (p,) axis of the spectra in cm⁻¹.
         modality: 'NIR', 'IR' or 'Raman'.
+        other: (q,) axis of the other instrument of a pair, in cm⁻¹: both are then read on the
+            range they share.
     """
 
     def __init__(

@@ -19,8 +19,10 @@ labels, semi-supervised di-PLS with them — on the raw spectra:
   EMSC + di-PLS on corn moisture and on the simulated pair of BENCHMARKS.md §4.5.)
 - few-shot (k labelled transfer samples): the reference is the classical few-shot method the
   model rows must not fall far below — semi-supervised di-PLS on the raw spectra, the same head
-  as `model_dipls_semisupervised` without the model, refitted without each of the same folds
-  of the k samples (`methods.base.cross_validate_transfer`, the row's seed). Tripped when the
+  as `model_dipls_semisupervised` without the model, refitted without each fold of the k
+  samples (`methods.base.cross_validate_transfer` with the row's seed: the same folds as
+  `model_dipls_semisupervised`'s; `model_lora` draws its own, and its held-out residuals are
+  those of the step they chose, so slightly optimistic). Tripped when the
   row's held-out RMSE on the transfer samples exceeds the reference's, with no margin, as at
   k = 0; the fallback is then that method fitted on all k. The row's held-out residuals are
   its `conformity_scores_` (the cross-validation over the pairs of `model_lora` and of the
@@ -141,8 +143,9 @@ class _RawSpectra:
         if self._master is None:
             own = getattr(self.method, "master", None)
             fitted_here = getattr(own, "coef_", np.empty(0)).shape == (self.X.shape[1],)
-            residuals = getattr(own, "cv_residuals_", ())
-            if self.same_axis and fitted_here and len(residuals) == len(self.y):
+            residuals = getattr(own, "cv_residuals_", None)  # None: a fixed number of LVs
+            usable = residuals is not None and len(residuals) == len(self.y)
+            if self.same_axis and fitted_here and usable:
                 self._master = own
             else:
                 self._master = PLSRegressionCV(seed=self.seed).fit(self.X, self.y)
@@ -198,8 +201,8 @@ class OnOverlap:
 
 
 def _overlap(method) -> np.ndarray | None:
-    """The points where mean re-centring can compare a row's master and target spectra when
-    they lie on different axes: the coarser axis inside both ranges (`grids.overlap_points`);
+    """The points where a fallback can compare a row's master and target spectra when they lie
+    on different axes: the coarser axis inside both ranges (`grids.overlap_points`);
     None where the row does not name both axes or they share too few points."""
     master, target = getattr(method, "wavenumber", None), getattr(method, "target_wavenumber", None)
     if master is None or target is None:
