@@ -96,10 +96,11 @@ def conformity_scores(method: TransferMethod, master) -> tuple[np.ndarray, str]:
     """Residuals for a method's split-conformal interval (in its label units), and their basis.
 
     Those of the guard's fallback where a model row fell back to a method that has them
-    (semi-supervised di-PLS, held out on the target); the method's own residuals on target
-    transfer samples where it provides them (the few-shot model rows), else held-out residuals of its own calibration where it has one (target or
-    augmented PLS, the model's head), else those of the master calibration — which say nothing
-    of the target instrument, so such intervals are not calibrated for the transfer.
+    (semi-supervised di-PLS, held out on the target); else the method's own residuals on target
+    transfer samples where it provides them (the few-shot model rows); else held-out residuals
+    of its own calibration where it has one (target or augmented PLS, the model's head); else
+    those of the master calibration — which say nothing of the target instrument, so such
+    intervals are not calibrated for the transfer.
     """
     fallback = getattr(method, "fallback_", None)
     if getattr(fallback, "conformity_scores_", None) is not None:
