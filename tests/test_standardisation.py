@@ -209,3 +209,91 @@ def test_auto_halves_an_odd_count_upwards_and_a_lone_candidate_is_the_transfer()
     with_model.members_ = ("pds",)
     fixed = with_model.interval_builder()()
     assert isinstance(fixed, CandidateMean) and len(fixed.methods) == 1
+
+
+def test_auto_counts_candidates_that_predict_alike_once(monkeypatch):
+    """A model row whose guard hands over to semi-supervised di-PLS predicts as that candidate
+    does: it must neither weigh di-PLS double in the mean nor push a distinct method out."""
+    import dataclasses
+
+    from caltransfer_jax.methods import registry
+    from caltransfer_jax.methods.auto import AutoTransfer, distinct
+    from caltransfer_jax.methods.classical.pls import PLSRegressionCV
+
+    twin = dataclasses.replace(registry.METHODS["dipls_semisupervised"], name="dipls_twin")
+    monkeypatch.setitem(registry.METHODS, "dipls_twin", twin)
+    X, y, arrays = _gain_transfer(2, 15)
+    master = PLSRegressionCV(seed=0).fit(X, y)
+    four = ("dipls_semisupervised", "dipls_twin", "sbc", "target_pls")
+    auto = AutoTransfer(master, PLSRegressionCV(seed=0), {}, candidates=four).fit(X, y, **arrays)
+    # Both were cross-validated, with identical figures; only the first name is ranked.
+    assert auto.criterion_["dipls_twin"] == auto.criterion_["dipls_semisupervised"]
+    assert "dipls_twin" not in auto.members_ and len(auto.members_) == 2  # half of 3 distinct
+    without = AutoTransfer(
+        master,
+        PLSRegressionCV(seed=0),
+        {},
+        candidates=("dipls_semisupervised", "sbc", "target_pls"),
+    ).fit(X, y, **arrays)
+    assert auto.members_ == without.members_
+    X_new = arrays["X_target_unlabelled"]
+    np.testing.assert_array_equal(auto.predict(X_new), without.predict(X_new))
+    np.testing.assert_array_equal(auto.conformity_scores_, without.conformity_scores_)
+    same = {"a": np.array([1.0, 2.0]), "b": np.array([1.0, 2.0]) + 1e-13, "c": np.array([1.0, 2.5])}
+    assert distinct(["a", "b", "c"], same) == ["a", "c"]
+    assert distinct(["c", "b", "a"], same) == ["c", "b"]
+
+
+class _HandsOverOnAllK:
+    """Semi-supervised di-PLS, offset by 0.01 unless fitted on all `k_all` transfer samples: a
+    stand-in for a model row whose guard hands over only on the full set."""
+
+    def __init__(self, master, k_all):
+        from caltransfer_jax.methods.classical.dipls import SemiSupervisedDIPLS
+
+        self.method = SemiSupervisedDIPLS(master)
+        self.requires = self.method.requires
+        self.k_all = k_all
+
+    def fit(self, X, y, **transfer):
+        self.method.fit(X, y, **transfer)
+        self.offset_ = 0.0 if len(transfer["y_transfer"]) == self.k_all else 0.01
+        return self
+
+    def predict(self, X):
+        return self.method.predict(X) + self.offset_
+
+
+def test_auto_drops_members_that_predict_alike_only_when_fitted_on_all_k(monkeypatch):
+    import dataclasses
+
+    from caltransfer_jax.methods import registry
+    from caltransfer_jax.methods.auto import AutoTransfer
+    from caltransfer_jax.methods.classical.pls import PLSRegressionCV
+
+    spec = dataclasses.replace(
+        registry.METHODS["dipls_semisupervised"],
+        name="hands_over",
+        build=lambda master, pls, context: _HandsOverOnAllK(master, 15),
+    )
+    monkeypatch.setitem(registry.METHODS, "hands_over", spec)
+    X, y, arrays = _gain_transfer(2, 15)
+    master = PLSRegressionCV(seed=0).fit(X, y)
+    three = ("dipls_semisupervised", "hands_over", "target_pls")
+    auto = AutoTransfer(master, PLSRegressionCV(seed=0), {}, candidates=three).fit(X, y, **arrays)
+    # Distinct in the cross-validation, both in the better half (2 of 3) ...
+    assert auto.criterion_["hands_over"] != auto.criterion_["dipls_semisupervised"]
+    assert (
+        max(auto.criterion_["hands_over"], auto.criterion_["dipls_semisupervised"])
+        < (auto.criterion_["target_pls"])
+    )
+    # ... alike on all k: one of them is the transfer, with its own held-out residuals.
+    (kept,) = auto.members_
+    assert kept in three[:2] and auto.chosen_ == kept
+    assert len(auto.method_.estimators_) == len(auto.method_.methods) == 1
+    alone = AutoTransfer(master, PLSRegressionCV(seed=0), {}, candidates=(kept,)).fit(
+        X, y, **arrays
+    )
+    np.testing.assert_array_equal(auto.conformity_scores_, alone.conformity_scores_)
+    X_new = arrays["X_target_unlabelled"]
+    np.testing.assert_array_equal(auto.predict(X_new), alone.predict(X_new))

@@ -79,6 +79,22 @@ def distance_to_master(predicted, reference: np.ndarray) -> float:
     return float(wasserstein_distance(np.asarray(predicted, dtype=np.float64).ravel(), reference))
 
 
+def distinct(names, predictions: dict) -> list:
+    """`names` less those whose predictions equal an earlier name's: candidates that predict
+    alike are one method, counted once (a model row whose guard handed over to semi-supervised
+    di-PLS predicts exactly as that candidate does; counting it twice would weigh di-PLS double
+    in the mean and push a distinct method out of the better half)."""
+    kept: list = []
+    for name in names:
+        values = np.asarray(predictions[name], dtype=np.float64)
+        scale = 1e-9 * max(float(np.max(np.abs(values), initial=0.0)), 1.0)
+        if not any(
+            np.allclose(values, predictions[other], rtol=1e-9, atol=scale) for other in kept
+        ):
+            kept.append(name)
+    return kept
+
+
 class CandidateMean(TransferMethod):
     """The mean of the predictions of several transfer methods, each fitted on the same inputs.
 
@@ -115,7 +131,8 @@ class AutoTransfer(TransferMethod):
 
     Attributes:
         criterion_: name -> CV RMSE (standardised units) of every candidate cross-validated;
-        members_: the names averaged (the better half, best first); chosen_: a readable name
+        members_: the names averaged (the better half of the candidates, best first, those
+        predicting alike counted once: `distinct`); chosen_: a readable name
         of that choice ("mean of a, b, …", or the one name); conformity_scores_: the held-out
         residuals of the mean on the transfer samples (slightly optimistic: the members were
         chosen on the same residuals; CV+ remakes the choice); method_: the `CandidateMean`,
@@ -157,16 +174,32 @@ class AutoTransfer(TransferMethod):
                 self.criterion_[spec.name] = float(np.sqrt(np.mean(cv[1] ** 2)))
         if not self.criterion_:
             raise ValueError("auto: no candidate method could be cross-validated")
-        ranked = sorted(self.criterion_, key=self.criterion_.get)
+        # A stable sort keeps the candidates' order among ties: a duplicate keeps its first name.
+        ranked = distinct(sorted(self.criterion_, key=self.criterion_.get), held_out)
         self.members_ = tuple(ranked[: (len(ranked) + 1) // 2])
+        members = [self._builder(spec)() for spec in registry.get(self.members_)]
+        self.method_ = CandidateMean(tuple(members)).fit(X, y, **arrays)
+        self._drop_duplicate_members(arrays["X_target_transfer"])
         self.chosen_ = (
             f"mean of {', '.join(self.members_)}" if len(self.members_) > 1 else self.members_[0]
         )
         mean_held_out = np.mean([held_out[name] for name in self.members_], axis=0)
         self.conformity_scores_ = np.abs(arrays["y_transfer"] - mean_held_out)
-        members = [self._builder(spec)() for spec in registry.get(self.members_)]
-        self.method_ = CandidateMean(tuple(members)).fit(X, y, **arrays)
         return self
+
+    def _drop_duplicate_members(self, X_target) -> None:
+        """Members fitted on all k that predict alike count once (a model row whose guard
+        handed over on all k, though not in the cross-validation, predicts as the classical
+        method it handed over to)."""
+        mean = self.method_
+        predictions = {
+            name: member.predict(X_target)
+            for name, member in zip(self.members_, mean.estimators_, strict=True)
+        }
+        kept = [self.members_.index(name) for name in distinct(self.members_, predictions)]
+        mean.methods = tuple(mean.methods[i] for i in kept)
+        mean.estimators_ = [mean.estimators_[i] for i in kept]
+        self.members_ = tuple(self.members_[i] for i in kept)
 
     def _builder(self, spec):
         return lambda: spec.build(self.master, self.pls, self.context or {})
