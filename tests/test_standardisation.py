@@ -297,3 +297,59 @@ def test_auto_drops_members_that_predict_alike_only_when_fitted_on_all_k(monkeyp
     np.testing.assert_array_equal(auto.conformity_scores_, alone.conformity_scores_)
     X_new = arrays["X_target_unlabelled"]
     np.testing.assert_array_equal(auto.predict(X_new), alone.predict(X_new))
+
+
+class _StraysOffTheTransferSamples(_HandsOverOnAllK):
+    """Semi-supervised di-PLS (+0.001, so not a duplicate), and 10 label SDs off wherever the
+    first feature exceeds `limit`: good on every transfer sample, wild on part of the pool."""
+
+    def __init__(self, master, limit):
+        super().__init__(master, k_all=None)
+        self.limit = limit
+
+    def predict(self, X):
+        X = np.asarray(X)
+        return self.method.predict(X) + 0.001 + 10.0 * (X[:, 0] > self.limit)
+
+
+def test_auto_drops_a_member_that_strays_on_the_target_pool(monkeypatch):
+    import dataclasses
+
+    from caltransfer_jax.methods import registry
+    from caltransfer_jax.methods.auto import AutoTransfer, CandidateMean
+    from caltransfer_jax.methods.base import cross_validate_transfer
+    from caltransfer_jax.methods.classical.pls import PLSRegressionCV
+    from caltransfer_jax.methods.registry import METHODS
+
+    X, y, arrays = _gain_transfer(2, 15)
+    limit = arrays["X_target_transfer"][:, 0].max()
+    assert np.mean(arrays["X_target_unlabelled"][:, 0] > limit) > 0.05  # a share of the pool
+    spec = dataclasses.replace(
+        registry.METHODS["dipls_semisupervised"],
+        name="stray",
+        build=lambda master, pls, context: _StraysOffTheTransferSamples(master, limit),
+    )
+    monkeypatch.setitem(registry.METHODS, "stray", spec)
+    master = PLSRegressionCV(seed=0).fit(X, y)
+    five = ("dipls_semisupervised", "stray", "gct_pls", "ds", "target_pls")
+    auto = AutoTransfer(master, PLSRegressionCV(seed=0), {}, candidates=five).fit(X, y, **arrays)
+    ranked = sorted(auto.criterion_, key=auto.criterion_.get)
+    assert "stray" in ranked[:3]  # in the better half by cross-validation ...
+    assert auto.strays_ == ("stray",)  # ... and dropped for what it does on the pool
+    kept = tuple(name for name in ranked[:3] if name != "stray")
+    assert auto.members_ == kept and auto.chosen_ == f"mean of {', '.join(kept)}"
+    # The transfer and its conformity scores: those of the mean of the members kept.
+    build = [
+        lambda name=name: METHODS[name].build(master, PLSRegressionCV(seed=0), {}) for name in kept
+    ]
+    X_new = arrays["X_target_unlabelled"]
+    direct = [make().fit(X, y, **arrays).predict(X_new) for make in build]
+    np.testing.assert_allclose(auto.predict(X_new), np.mean(direct, axis=0), rtol=1e-12)
+    mean_cv = cross_validate_transfer(
+        lambda: CandidateMean(tuple(make() for make in build)), X, y, arrays, X[:0], 0
+    )
+    np.testing.assert_allclose(auto.conformity_scores_, mean_cv[1], rtol=1e-10, atol=1e-12)
+    # Members that agree on the pool as their held-out errors allow are all kept.
+    four = tuple(name for name in five if name != "stray")
+    calm = AutoTransfer(master, PLSRegressionCV(seed=0), {}, candidates=four).fit(X, y, **arrays)
+    assert calm.strays_ == () and len(calm.members_) == 2

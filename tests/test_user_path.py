@@ -269,6 +269,20 @@ def _assert_it_saves_and_loads_to_the_last_bit(transfer, directory, dataset, tar
         np.testing.assert_array_equal(loaded, fitted)
 
 
+def test_auto_reports_the_members_it_left_out_for_straying_on_the_target_pool(tmp_path):
+    dataset = dataset_file.load("corn")
+    transfer = CalibrationTransfer(method="auto")
+    provenance = workflow.fit_on_dataset(dataset, "m5", "mp6", "moisture", transfer, k=12)
+    assert transfer.choice_["strays"] == list(transfer.method_.strays_) == []
+    assert "- left out of the mean" not in workflow.report(transfer, provenance)
+    # Where the check left a member out (`methods.auto`'s tests make one), the report and the
+    # saved transfer name it.
+    transfer.choice_["strays"] = ["pfce_ss"]
+    assert "- left out of the mean: `pfce_ss` (" in workflow.report(transfer, provenance)
+    _assert_it_saves_and_loads_to_the_last_bit(transfer, tmp_path / "t", dataset, "mp6")
+    assert CalibrationTransfer.load(tmp_path / "t").choice_["strays"] == ["pfce_ss"]
+
+
 def test_a_transfer_saved_before_choices_were_recorded_still_loads(tmp_path):
     dataset = dataset_file.load("corn")
     transfer = CalibrationTransfer(method="pds")

@@ -165,6 +165,7 @@ class CalibrationTransfer(RegressorMixin, BaseEstimator):
                 "chosen": self.method_.chosen_,
                 "members": list(getattr(self.method_, "members_", [self.method_.chosen_])),
                 "cv_rmse": self.method_.criterion_,
+                "strays": list(getattr(self.method_, "strays_", ())),
             }
             if spec.family == "model":  # the transfer is what it chose, saved as such
                 self.method_, self.family_ = _model_choice(self.method_)

@@ -204,6 +204,12 @@ def report(transfer: CalibrationTransfer, provenance: dict) -> str:
         lines.append(
             f"- chosen: {chosen} (cross-validated RMSE on the transfer samples, label SDs: {rmse})"
         )
+        if transfer.choice_.get("strays"):
+            left_out = ", ".join(f"`{m}`" for m in transfer.choice_["strays"])
+            lines.append(
+                f"- left out of the mean: {left_out} (its predictions on the unlabelled target "
+                "spectra stray from the other members' far beyond its cross-validated error)"
+            )
     guards = {"": transfer.guard_} if transfer.guard_ else {}
     guards |= {f" of `{name}`": g for name, g in (transfer.choice_ or {}).get("guards", {}).items()}
     for whose, guard in guards.items():
