@@ -205,9 +205,8 @@ class AutoTransfer(TransferMethod):
     def _drop_strays(self, X_pool) -> None:
         """Drops the members whose predictions on the unlabelled target pool stray from the
         members' per-sample median by more than `STRAY_LIMIT` times what their held-out errors
-        allow (module docstring); at least one member is kept."""
-        mean = self.method_
-        pool = np.array([member.predict(X_pool) for member in mean.estimators_])
+        allow (module docstring); none where every member strays (no majority to judge by)."""
+        pool = np.array([member.predict(X_pool) for member in self.method_.estimators_])
         stray = np.sqrt(np.mean((pool - np.median(pool, axis=0)) ** 2, axis=1))
         mse = np.array([self.criterion_[name] ** 2 for name in self.members_])
         allowed = STRAY_LIMIT * np.sqrt(mse + np.median(mse))
@@ -215,20 +214,21 @@ class AutoTransfer(TransferMethod):
         if kept.size in (0, len(self.members_)):
             return
         self.strays_ = tuple(self.members_[i] for i in np.flatnonzero(stray > allowed))
-        mean.methods = tuple(mean.methods[i] for i in kept)
-        mean.estimators_ = [mean.estimators_[i] for i in kept]
-        self.members_ = tuple(self.members_[i] for i in kept)
+        self._keep_members(kept)
 
     def _drop_duplicate_members(self, X_target) -> None:
         """Members fitted on all k that predict alike count once (a model row whose guard
         handed over on all k, though not in the cross-validation, predicts as the classical
         method it handed over to)."""
-        mean = self.method_
         predictions = {
             name: member.predict(X_target)
-            for name, member in zip(self.members_, mean.estimators_, strict=True)
+            for name, member in zip(self.members_, self.method_.estimators_, strict=True)
         }
-        kept = [self.members_.index(name) for name in distinct(self.members_, predictions)]
+        self._keep_members([self.members_.index(n) for n in distinct(self.members_, predictions)])
+
+    def _keep_members(self, kept) -> None:
+        """Keeps the members at positions `kept` of the mean (names, methods and fits)."""
+        mean = self.method_
         mean.methods = tuple(mean.methods[i] for i in kept)
         mean.estimators_ = [mean.estimators_[i] for i in kept]
         self.members_ = tuple(self.members_[i] for i in kept)
