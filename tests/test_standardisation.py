@@ -224,16 +224,19 @@ def test_auto_counts_candidates_that_predict_alike_once(monkeypatch):
     monkeypatch.setitem(registry.METHODS, "dipls_twin", twin)
     X, y, arrays = _gain_transfer(2, 15)
     master = PLSRegressionCV(seed=0).fit(X, y)
-    four = ("dipls_semisupervised", "dipls_twin", "sbc", "target_pls")
+    four = ("dipls_semisupervised", "dipls_twin", "augmented_pls", "target_pls")
     auto = AutoTransfer(master, PLSRegressionCV(seed=0), {}, candidates=four).fit(X, y, **arrays)
-    # Both were cross-validated, with identical figures; only the first name is ranked.
+    # Both were cross-validated, with identical figures, and rank first: counted twice, the
+    # better half of four would be di-PLS alone; counted once, it is di-PLS and the next.
     assert auto.criterion_["dipls_twin"] == auto.criterion_["dipls_semisupervised"]
-    assert "dipls_twin" not in auto.members_ and len(auto.members_) == 2  # half of 3 distinct
+    assert min(auto.criterion_, key=auto.criterion_.get) == "dipls_semisupervised"
+    second = min(("augmented_pls", "target_pls"), key=auto.criterion_.get)
+    assert auto.members_ == ("dipls_semisupervised", second)  # half of 3 distinct
     without = AutoTransfer(
         master,
         PLSRegressionCV(seed=0),
         {},
-        candidates=("dipls_semisupervised", "sbc", "target_pls"),
+        candidates=("dipls_semisupervised", "augmented_pls", "target_pls"),
     ).fit(X, y, **arrays)
     assert auto.members_ == without.members_
     X_new = arrays["X_target_unlabelled"]
@@ -350,6 +353,43 @@ def test_auto_drops_a_member_that_strays_on_the_target_pool(monkeypatch):
     )
     np.testing.assert_allclose(auto.conformity_scores_, mean_cv[1], rtol=1e-10, atol=1e-12)
     # Members that agree on the pool as their held-out errors allow are all kept.
-    four = tuple(name for name in five if name != "stray")
-    calm = AutoTransfer(master, PLSRegressionCV(seed=0), {}, candidates=four).fit(X, y, **arrays)
-    assert calm.strays_ == () and len(calm.members_) == 2
+    six = ("dipls_semisupervised", "gct_pls", "ds", "target_pls", "sbc", "augmented_pls")
+    calm = AutoTransfer(master, PLSRegressionCV(seed=0), {}, candidates=six).fit(X, y, **arrays)
+    assert calm.strays_ == () and len(calm.members_) == 3
+
+
+class _Fixed:
+    def __init__(self, values):
+        self.values = np.asarray(values, dtype=np.float64)
+
+    def predict(self, X):
+        return self.values
+
+
+def _checked(pool_predictions: dict, cv_rmse: dict):
+    """An `auto` holding members with these pool predictions and CV RMSEs, after the check."""
+    from caltransfer_jax.methods.auto import AutoTransfer, CandidateMean
+
+    auto = AutoTransfer()
+    auto.members_, auto.criterion_, auto.strays_ = tuple(pool_predictions), dict(cv_rmse), ()
+    auto.method_ = CandidateMean(tuple(pool_predictions))
+    auto.method_.estimators_ = [_Fixed(v) for v in pool_predictions.values()]
+    auto._drop_strays(np.zeros((3, 1)))
+    return auto
+
+
+def test_the_stray_check_drops_only_a_minority_of_three_or_more_members():
+    on = np.zeros(3)
+    # Two members lie equally far from their midpoint: never judged (the better one would go).
+    two = _checked({"good": on, "bad": on + 1.6}, {"good": 0.1, "bad": 0.3})
+    assert two.members_ == ("good", "bad") and two.strays_ == ()
+    # One of five far off (30× its allowance): dropped; a non-finite one is always a stray.
+    rmse = dict.fromkeys("abcde", 0.1)
+    five = _checked({"a": on, "b": on + 0.01, "c": on - 0.01, "d": on, "e": on + 9.0}, rmse)
+    assert five.members_ == ("a", "b", "c", "d") and five.strays_ == ("e",)
+    nan = _checked({"a": on, "b": on + 0.01, "c": on - 0.01, "d": on + np.nan}, rmse)
+    assert nan.strays_ == ("d",) and len(nan.method_.estimators_) == 3
+    # Three of five beyond their allowance: no majority stands by the median, nothing dropped.
+    spread = {"a": on, "b": on + 1.0, "c": on + 3.0, "d": on + 4.0, "e": on + 2.0}
+    worst_in_the_middle = _checked(spread, {"a": 0.1, "b": 0.1, "c": 0.1, "d": 0.1, "e": 0.5})
+    assert worst_in_the_middle.members_ == tuple(spread) and worst_in_the_middle.strays_ == ()

@@ -198,17 +198,19 @@ def report(transfer: CalibrationTransfer, provenance: dict) -> str:
     if transfer.choice_:
         rmse = ", ".join(f"{k} {v:.3g}" for k, v in sorted(transfer.choice_["cv_rmse"].items()))
         members = transfer.choice_.get("members", [transfer.choice_["chosen"]])
+        strays = transfer.choice_.get("strays")  # absent from transfers saved before it
         chosen = f"`{members[0]}`"
         if len(members) > 1:
-            chosen = "the mean of " + ", ".join(f"`{m}`" for m in members) + " (the better half)"
+            half = "the better half, less those left out below" if strays else "the better half"
+            chosen = "the mean of " + ", ".join(f"`{m}`" for m in members) + f" ({half})"
         lines.append(
             f"- chosen: {chosen} (cross-validated RMSE on the transfer samples, label SDs: {rmse})"
         )
-        if transfer.choice_.get("strays"):
-            left_out = ", ".join(f"`{m}`" for m in transfer.choice_["strays"])
+        if strays:
+            left_out = ", ".join(f"`{m}`" for m in strays)
             lines.append(
-                f"- left out of the mean: {left_out} (its predictions on the unlabelled target "
-                "spectra stray from the other members' far beyond its cross-validated error)"
+                f"- left out of the mean: {left_out} (predictions on the unlabelled target "
+                "spectra far from the members' median, beyond what cross-validated errors allow)"
             )
     guards = {"": transfer.guard_} if transfer.guard_ else {}
     guards |= {f" of `{name}`": g for name, g in (transfer.choice_ or {}).get("guards", {}).items()}
