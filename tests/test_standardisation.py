@@ -358,14 +358,6 @@ def test_auto_drops_a_member_that_strays_on_the_target_pool(monkeypatch):
     assert calm.strays_ == () and len(calm.members_) == 3
 
 
-class _Fixed:
-    def __init__(self, values):
-        self.values = np.asarray(values, dtype=np.float64)
-
-    def predict(self, X):
-        return self.values
-
-
 def _checked(pool_predictions: dict, cv_rmse: dict):
     """An `auto` holding members with these pool predictions and CV RMSEs, after the check."""
     from caltransfer_jax.methods.auto import AutoTransfer, CandidateMean
@@ -373,8 +365,8 @@ def _checked(pool_predictions: dict, cv_rmse: dict):
     auto = AutoTransfer()
     auto.members_, auto.criterion_, auto.strays_ = tuple(pool_predictions), dict(cv_rmse), ()
     auto.method_ = CandidateMean(tuple(pool_predictions))
-    auto.method_.estimators_ = [_Fixed(v) for v in pool_predictions.values()]
-    auto._drop_strays(np.zeros((3, 1)))
+    auto.method_.estimators_ = list(pool_predictions)  # stand-ins, kept or dropped with names
+    auto._drop_strays(np.array(list(pool_predictions.values())))
     return auto
 
 

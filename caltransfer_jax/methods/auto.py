@@ -194,17 +194,24 @@ class AutoTransfer(TransferMethod):
         self.members_ = tuple(ranked[: (len(ranked) + 1) // 2])
         members = [self._builder(spec)() for spec in registry.get(self.members_)]
         self.method_ = CandidateMean(tuple(members)).fit(X, y, **arrays)
-        # Alike where they were fitted is not enough (two methods may both interpolate the k
-        # labels): compared on the unlabelled pool too.
+        # Each member predicts once, on the transfer spectra and the unlabelled pool: members
+        # fitted on all k that predict alike count once (a model row whose guard handed over on
+        # all k, though not in the cross-validation), compared on the pool too since two methods
+        # may both interpolate the k labels; the pool's part feeds the stray check.
         pool = arrays.get("X_target_unlabelled")
-        self._drop_duplicate_members(
+        probe = (
             arrays["X_target_transfer"]
             if pool is None
             else np.vstack([arrays["X_target_transfer"], pool])
         )
+        predicted = {
+            name: member.predict(probe)
+            for name, member in zip(self.members_, self.method_.estimators_, strict=True)
+        }
+        self._keep_members([self.members_.index(n) for n in distinct(self.members_, predicted)])
         self.strays_ = ()
         if pool is not None:
-            self._drop_strays(pool)
+            self._drop_strays(np.array([predicted[n][-len(pool) :] for n in self.members_]))
         self.chosen_ = (
             f"mean of {', '.join(self.members_)}" if len(self.members_) > 1 else self.members_[0]
         )
@@ -212,13 +219,13 @@ class AutoTransfer(TransferMethod):
         self.conformity_scores_ = np.abs(arrays["y_transfer"] - mean_held_out)
         return self
 
-    def _drop_strays(self, X_pool) -> None:
-        """Drops the members whose predictions on the unlabelled target pool stray from the
-        members' per-sample median by more than `STRAY_LIMIT` times what their held-out errors
-        allow (module docstring); only in a mean of three or more, and only a minority."""
+    def _drop_strays(self, pool: np.ndarray) -> None:
+        """Drops the members whose predictions on the unlabelled target pool (`pool`: one row
+        per member) stray from the members' per-sample median by more than `STRAY_LIMIT` times
+        what their held-out errors allow (module docstring); only in a mean of three or more,
+        and only a minority."""
         if len(self.members_) < 3:  # two members sit equally far from their midpoint
             return
-        pool = np.array([member.predict(X_pool) for member in self.method_.estimators_])
         finite = np.all(np.isfinite(pool), axis=1)
         if finite.sum() * 2 <= len(finite):
             return  # no majority to judge by; the mean's own predictions will show it
@@ -231,16 +238,6 @@ class AutoTransfer(TransferMethod):
             return
         self.strays_ = tuple(np.asarray(self.members_)[is_stray].tolist())
         self._keep_members(np.flatnonzero(~is_stray))
-
-    def _drop_duplicate_members(self, X_target) -> None:
-        """Members fitted on all k that predict `X_target` alike count once (a model row whose
-        guard handed over on all k, though not in the cross-validation, predicts as the
-        classical method it handed over to)."""
-        predictions = {
-            name: member.predict(X_target)
-            for name, member in zip(self.members_, self.method_.estimators_, strict=True)
-        }
-        self._keep_members([self.members_.index(n) for n in distinct(self.members_, predictions)])
 
     def _keep_members(self, kept) -> None:
         """Keeps the members at positions `kept` of the mean (names, methods and fits)."""
