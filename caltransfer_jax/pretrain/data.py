@@ -36,11 +36,6 @@ from caltransfer_jax.simulate.instruments import Grid
 MASTER_KEYS = GRID_KEYS
 
 
-def num_instruments(data: ml_collections.ConfigDict) -> int:
-    """Total number of simulated instruments (global ids 0 … n − 1)."""
-    return int(sum(data.simulator.instruments_per_modality))
-
-
 class MasterViews:
     """Computes master (canonical) views of simulated samples on fixed per-modality grids."""
 

@@ -83,6 +83,7 @@ class SimulatedSource:
         self.simulator = Simulator(config or SimulatorConfig())
         self.effects = tuple(effects)
         self.num_samples = num_samples
+        self.num_instruments = int(sum(self.simulator.config.instruments_per_modality))
 
     def __len__(self) -> int:
         return self.num_samples
@@ -136,6 +137,10 @@ class TfdsSource:
                 raise CorpusError(f"{path}: shard {name} of split {split!r} is missing")
         self.path, self.split = path, split
         self.info = builder.info
+        instruments = self.info.metadata.get("instruments") if self.info.metadata else None
+        if not instruments:
+            raise CorpusError(f"{path}: metadata.json lists no instruments; rebuild the corpus")
+        self.num_instruments = len(instruments)
         self._data = builder.as_data_source(split=split)
         # Read the first and last record of every shard: a truncated file fails here.
         ends = np.cumsum(splits[split].shard_lengths)
@@ -193,6 +198,8 @@ class InputPipeline:
       process_index, process_count: this process and the number of processes (default: JAX's).
       normalize: 'snv' or 'none'.
       prefetch: batches computed ahead in a background thread (0: none).
+      instrument_offsets: added to the instrument ids of each source's records (default 0).
+        Ids are local to a source; `make_pipeline` gives every source its own block of ids.
 
     Each batch (local batch B = G / process_count, C = concentration slots) holds:
       values (B, 2, L) float32; wavenumber (B, 2, L) float32 cm⁻¹; valid (B, 2, L) bool;
@@ -214,6 +221,7 @@ class InputPipeline:
         process_count: int | None = None,
         normalize: str = "snv",
         prefetch: int = 0,
+        instrument_offsets: Sequence[int] | None = None,
     ):
         if not sources:
             raise ValueError("at least one source is needed")
@@ -231,6 +239,12 @@ class InputPipeline:
                 f"global_batch {global_batch} is not divisible by {self.process_count} processes"
             )
         self.sources = list(sources)
+        offsets = np.zeros(len(sources), np.int64)
+        if instrument_offsets is not None:
+            offsets = np.asarray(instrument_offsets, np.int64)
+            if offsets.shape != (len(sources),) or np.any(offsets < 0):
+                raise ValueError(f"need one instrument offset >= 0 per source, got {offsets}")
+        self.instrument_offsets = offsets
         self.weights = weights / weights.sum()
         self.global_batch = global_batch
         self.local_batch = global_batch // self.process_count
@@ -316,7 +330,7 @@ class InputPipeline:
                     self.normalize,
                 )
             )
-        instrument = np.asarray(record["instrument"])[chosen]
+        instrument = np.asarray(record["instrument"])[chosen] + self.instrument_offsets[source]
         modality = np.full(2, record["modality"], np.int32)
         out = {key: np.stack([g[key] for g in grids]) for key in grids[0]}
         out.update(
@@ -387,7 +401,11 @@ def make_pipeline(
         ),
         effects=tuple(sim.effects),
     )
-    sources = [simulator] + [TfdsSource(d) for d in config.tfds_dirs]
+    sources = [simulator, *open_builds(config)]
+    # Instrument ids are local to a source (a build's 0 is its own first instrument): each source
+    # gets its own block of global ids, the simulator's first, so that the instrument terms and
+    # the matched Sinkhorn groups never take one source's instrument for another's.
+    counts = [source.num_instruments for source in sources]
     weights = tuple(config.weights) or None
     if weights is not None and len(weights) != len(sources):
         raise ValueError(
@@ -404,7 +422,37 @@ def make_pipeline(
         process_count=process_count,
         normalize=config.normalize,
         prefetch=config.prefetch,
+        instrument_offsets=np.cumsum([0, *counts[:-1]]),
     )
+
+
+def instrument_count(config) -> int:
+    """Global instrument ids a `configs/simulate.py` config's sources use (simulator and builds).
+
+    Raises:
+      CorpusError: a build in `config.tfds_dirs` cannot be read.
+    """
+    simulated = int(sum(config.simulator.instruments_per_modality))
+    return simulated + sum(build.num_instruments for build in open_builds(config))
+
+
+def open_builds(config) -> list[TfdsSource]:
+    """The builds of `config.tfds_dirs`, checked to stack with the simulator's records.
+
+    Raises:
+      CorpusError: a build cannot be read, or its concentration slots are not
+        `config.simulator.max_components` wide.
+    """
+    builds = [TfdsSource(d) for d in config.tfds_dirs]
+    width = config.simulator.max_components
+    for build in builds:
+        own = build.info.features["concentrations"].shape[0]
+        if own != width:
+            raise CorpusError(
+                f"{build.path}: {own} concentration slots, but data.simulator.max_components is "
+                f"{width}; rebuild the corpus with --max_components={width}"
+            )
+    return builds
 
 
 def make_global_batch(batch: Batch, mesh: Mesh, data_axis: str = "data") -> dict[str, jax.Array]:

@@ -50,7 +50,7 @@ from caltransfer_jax.pretrain import checkpointing
 from caltransfer_jax.pretrain import data as pretrain_data
 from caltransfer_jax.pretrain import sharding as sharding_lib
 from caltransfer_jax.pretrain.evaluation import Evaluator
-from caltransfer_jax.pretrain.input_pipeline import make_global_batch
+from caltransfer_jax.pretrain.input_pipeline import instrument_count, make_global_batch
 from caltransfer_jax.pretrain.metric_writer import MetricWriter, Progress
 from caltransfer_jax.workdir import claim
 
@@ -126,11 +126,12 @@ def validate(config: ml_collections.ConfigDict, num_devices: int, num_processes:
     ):
         if not ok:
             raise ValueError(f"{field} = {value!r} is out of range")
-    total = pretrain_data.num_instruments(data)
+    total = instrument_count(data)  # the simulator's, then each build's own
     if total > model.vib.num_instruments:
         raise ValueError(
-            f"the simulator has {total} instruments but model.vib.num_instruments is "
-            f"{model.vib.num_instruments}; raise it or use fewer instruments"
+            f"the corpora have {total} instruments (the simulator's and those of "
+            f"data.tfds_dirs) but model.vib.num_instruments is {model.vib.num_instruments}; "
+            f"raise it to {total} or use fewer instruments"
         )
     for name, size in (
         ("model.embedding.patch_size", model.embedding.patch_size),
