@@ -97,7 +97,9 @@ def test_refusals_leave_nothing_behind(corn_build, tmp_path):
     # A data set whose instruments measured different samples has nothing to pair.
     corn = dataset_file.load("corn")
     spectra = corn.spectra
-    renamed = np.array([f"{i}:{s}" for i, s in zip(spectra.instrument, spectra.sample_id)])
+    renamed = np.array(
+        [f"{i}:{s}" for i, s in zip(spectra.instrument, spectra.sample_id, strict=True)]
+    )
     unpaired = dataclasses.replace(corn, spectra=dataclasses.replace(spectra, sample_id=renamed))
     saved = tmp_path / "unpaired.npz"
     bundled.save_dataset(unpaired, saved)
