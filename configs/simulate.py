@@ -41,5 +41,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.num_points = 512 if tiny else 2048
     config.seed = 0  # order, view choice, crops and mixture
     config.normalize = "snv"  # "snv" or "none"
+    # "native": each view on its instrument's own points (a random window where it has more than
+    # num_points); "master_grid": read at the master grid's points inside its range, as the model
+    # methods read real spectra (needs master_grid, which the pretraining config adds).
+    config.views = "native"
     config.prefetch = 0 if tiny else 2  # batches computed ahead in a background thread
     return config

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from caltransfer_jax.data.spectra import from_wavenumber, to_wavenumber
+
 # Keys of a model input batch: values (b, L), wavenumber (b, L), valid (b, L), modality (b,),
 # and the per-spectrum standardisation offset (b,) and scale (b,).
 VALUES, WAVENUMBER, VALID, MODALITY = "values", "wavenumber", "valid", "modality"
@@ -69,3 +71,54 @@ def to_grid(
         OFFSET: np.float32(offset),
         SCALE: np.float32(scale),
     }
+
+
+def master_points(master_grid, modality: str, num_points: int) -> tuple[np.ndarray, str]:
+    """The points of a modality's master grid, in its native unit, and that unit.
+
+    Args:
+      master_grid: modality -> (native unit, start, stop) (a pretraining config's
+        `data.master_grid`); the grid is `num_points` points uniform from start to stop.
+    """
+    unit, start, stop = master_grid[modality]
+    return np.linspace(float(start), float(stop), num_points), str(unit)
+
+
+def to_master_grid(
+    values: np.ndarray,
+    wavenumber: np.ndarray,
+    points: np.ndarray,
+    unit: str,
+    normalize: str = "snv",
+    span: tuple[float, float] | None = None,
+) -> dict[str, np.ndarray]:
+    """One spectrum read at the master-grid points inside its range, then put on the token grid.
+
+    This is how the model methods read real spectra (`methods.model.grid.ModelGrid`): linear
+    interpolation at the grid points the spectrum covers, never extrapolated; the token grid has
+    `points.size` slots and the points outside the range are padding.
+
+    Args:
+      values: (p,) spectrum; wavenumber: (p,) its axis in cm⁻¹.
+      points, unit: `master_points` of the spectrum's modality.
+      normalize: as `to_grid`.
+      span: (low, high) in `unit`: read only the points inside it as well (the range two
+        instruments share, as the model methods read a pair).
+
+    Raises:
+      ValueError: the spectrum covers fewer than 2 grid points (inside `span`).
+    """
+    axis = from_wavenumber(np.asarray(wavenumber, dtype=np.float64), unit)
+    order = np.argsort(axis)
+    axis = axis[order]
+    low, high = (
+        (axis[0], axis[-1]) if span is None else (max(axis[0], span[0]), min(axis[-1], span[1]))
+    )
+    inside = points[(points >= low) & (points <= high)]
+    if inside.size < 2:
+        raise ValueError(
+            f"a spectrum over {axis[0]:.1f}-{axis[-1]:.1f} {unit} covers fewer than 2 points of "
+            f"the master grid {points[0]:.1f}-{points[-1]:.1f} {unit}"
+        )
+    read = np.interp(inside, axis, np.asarray(values, dtype=np.float64)[order])
+    return to_grid(read, to_wavenumber(inside, unit), points.size, normalize=normalize)

@@ -169,5 +169,6 @@ class PretrainData:
             process_index=self.process_index,
             process_count=self.process_count,
             normalize=data.normalize,
+            master_grid=pipeline_lib.view_grid(data),
         )
         return [self._with_master(pipe.batch(step)) for step in range(ev.num_batches)]

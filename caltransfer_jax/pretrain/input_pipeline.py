@@ -32,7 +32,7 @@ import dataclasses
 import json
 import pathlib
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
 import jax
@@ -41,7 +41,8 @@ from absl import app, flags
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from ml_collections import config_flags
 
-from caltransfer_jax.models.inputs import NORMALIZATIONS, to_grid
+from caltransfer_jax.data.spectra import MODALITIES, from_wavenumber
+from caltransfer_jax.models.inputs import NORMALIZATIONS, master_points, to_grid, to_master_grid
 from caltransfer_jax.simulate.corpus import Simulator, SimulatorConfig
 from caltransfer_jax.simulate.instruments import EFFECTS
 
@@ -200,6 +201,10 @@ class InputPipeline:
       prefetch: batches computed ahead in a background thread (0: none).
       instrument_offsets: added to the instrument ids of each source's records (default 0).
         Ids are local to a source; `make_pipeline` gives every source its own block of ids.
+      master_grid: modality -> (native unit, start, stop). Given, every view is read at the
+        `num_points` master-grid points inside its range, as the model methods read real
+        spectra, and both views of a pair share those points; None (default): every view keeps
+        its own points, a random window of `num_points` where it has more.
 
     Each batch (local batch B = G / process_count, C = concentration slots) holds:
       values (B, 2, L) float32; wavenumber (B, 2, L) float32 cm⁻¹; valid (B, 2, L) bool;
@@ -222,6 +227,7 @@ class InputPipeline:
         normalize: str = "snv",
         prefetch: int = 0,
         instrument_offsets: Sequence[int] | None = None,
+        master_grid: Mapping[str, Sequence] | None = None,
     ):
         if not sources:
             raise ValueError("at least one source is needed")
@@ -245,6 +251,9 @@ class InputPipeline:
             if offsets.shape != (len(sources),) or np.any(offsets < 0):
                 raise ValueError(f"need one instrument offset >= 0 per source, got {offsets}")
         self.instrument_offsets = offsets
+        self.master_points = None
+        if master_grid is not None:
+            self.master_points = {m: master_points(master_grid, m, num_points) for m in MODALITIES}
         self.weights = weights / weights.sum()
         self.global_batch = global_batch
         self.local_batch = global_batch // self.process_count
@@ -318,18 +327,12 @@ class InputPipeline:
         ends = np.cumsum(lengths)
         n_views = lengths.size
         chosen = rng.permutation(n_views)[:2] if n_views >= 2 else np.zeros(2, np.int64)
-        grids = []
-        for v in chosen:
-            part = slice(int(ends[v] - lengths[v]), int(ends[v]))
-            grids.append(
-                to_grid(
-                    record["values"][part],
-                    record["wavenumber"][part],
-                    self.num_points,
-                    rng,
-                    self.normalize,
-                )
-            )
+        parts = [slice(int(ends[v] - lengths[v]), int(ends[v])) for v in chosen]
+        views = [(record["values"][part], record["wavenumber"][part]) for part in parts]
+        if self.master_points is None:
+            grids = [to_grid(v, w, self.num_points, rng, self.normalize) for v, w in views]
+        else:
+            grids = self._on_master_grid(views, MODALITIES[int(record["modality"])])
         instrument = np.asarray(record["instrument"])[chosen] + self.instrument_offsets[source]
         modality = np.full(2, record["modality"], np.int32)
         out = {key: np.stack([g[key] for g in grids]) for key in grids[0]}
@@ -344,6 +347,16 @@ class InputPipeline:
             path_length=np.float32(record["path_length"]),
         )
         return out
+
+    def _on_master_grid(self, views, modality: str) -> list[dict[str, np.ndarray]]:
+        """Both views at the master-grid points of the range they share (each on its own range
+        where they share fewer than 2 points), as the model methods read an instrument pair."""
+        points, unit = self.master_points[modality]
+        axes = [from_wavenumber(np.asarray(w, np.float64), unit) for _, w in views]
+        span = (max(a.min() for a in axes), min(a.max() for a in axes))
+        if np.count_nonzero((points >= span[0]) & (points <= span[1])) < 2:
+            span = None
+        return [to_master_grid(v, w, points, unit, self.normalize, span) for v, w in views]
 
     # ----------------------------------------------------------------------------------------
     # Iteration and state.
@@ -423,7 +436,19 @@ def make_pipeline(
         normalize=config.normalize,
         prefetch=config.prefetch,
         instrument_offsets=np.cumsum([0, *counts[:-1]]),
+        master_grid=view_grid(config),
     )
+
+
+def view_grid(config):
+    """The master grid the views are read on (`config.views`), or None for their own points."""
+    if config.views == "native":
+        return None
+    if config.views != "master_grid":
+        raise ValueError(f"data.views must be 'native' or 'master_grid', got {config.views!r}")
+    if "master_grid" not in config:
+        raise ValueError("data.views = 'master_grid' needs data.master_grid (a pretraining config)")
+    return config.master_grid
 
 
 def instrument_count(config) -> int:
