@@ -262,3 +262,43 @@ def test_missing_corpus_and_split(built, tmp_path):
         TfdsSource(tmp_path / "nowhere")
     with pytest.raises(CorpusError, match="no split 'test'"):
         TfdsSource(built[1], "test")
+
+
+def test_views_on_the_master_grid_are_read_as_the_model_methods_read_a_pair(source):
+    from caltransfer_jax.data.spectra import MODALITIES
+    from caltransfer_jax.methods.model.grid import ModelGrid
+    from configs import pretrain as pretrain_config
+
+    config = pretrain_config.get_config("tiny")
+    config.data.num_points = L
+    master_grid = config.data.master_grid
+    on_grid = pipeline([source], master_grid=master_grid)
+    batch, records = on_grid.batch(0), source.__getitems__(range(8))
+    _, index, _ = on_grid.slots(0)
+    shared = 0
+    for row, i in enumerate(index):
+        record = records[int(i)]
+        # The pipeline's view choice, replayed: the same two instruments' spectra.
+        ends = np.cumsum(record["lengths"])
+        views = []
+        for inst in batch["instrument"][row]:
+            v = int(np.flatnonzero(record["instrument"] == inst)[0])
+            part = slice(int(ends[v] - record["lengths"][v]), int(ends[v]))
+            views.append((record["values"][part], record["wavenumber"][part]))
+        for k, (values, wavenumber) in enumerate(views):
+            other = views[1 - k][1]
+            modality = MODALITIES[int(record["modality"])]
+            try:
+                grid = ModelGrid(config, wavenumber, modality, other=other)
+            except ValueError:  # no shared range: each view on its own
+                grid = ModelGrid(config, wavenumber, modality)
+            expected = grid(values[None])
+            for key in ("values", "wavenumber", "valid"):
+                np.testing.assert_allclose(
+                    batch[key][row, k], expected[key][0], rtol=1e-5, atol=1e-5, err_msg=key
+                )
+        shared += np.array_equal(batch["wavenumber"][row, 0], batch["wavenumber"][row, 1])
+    assert shared >= 4  # most pairs share a range, and are then read on the same points
+    config.data.views = "master"
+    with pytest.raises(ValueError, match="data.views must be 'native' or 'master_grid'"):
+        make_pipeline(config.data, process_index=0, process_count=1)
