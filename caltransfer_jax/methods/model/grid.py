@@ -22,7 +22,7 @@ import ml_collections
 import numpy as np
 
 from caltransfer_jax.data.spectra import MODALITIES, from_wavenumber, to_wavenumber
-from caltransfer_jax.models.inputs import to_grid
+from caltransfer_jax.models.inputs import master_points, to_grid
 
 # Batch key of the grid points the features are read at (see `ModelGrid.feature_index`).
 FEATURE_INDEX = "feature_index"
@@ -47,9 +47,9 @@ class ModelGrid:
         modality: str,
         other: np.ndarray | None = None,
     ):
-        unit, start, stop = config.data.master_grid[modality]
         num_points = int(config.data.num_points)
-        grid = np.linspace(float(start), float(stop), num_points)
+        grid, unit = master_points(config.data.master_grid, modality, num_points)
+        start, stop = grid[0], grid[-1]
         axis = from_wavenumber(np.asarray(wavenumber, dtype=np.float64), unit)
         order = np.argsort(axis)
         self._axis, self._order = axis[order], order
