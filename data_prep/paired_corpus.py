@@ -35,6 +35,7 @@ from caltransfer_jax.data import dataset_file
 from caltransfer_jax.data.dataset import Dataset
 from caltransfer_jax.data.spectra import MODALITIES, SpectraError
 from data_prep.public_corpora.common import write_json
+from data_prep.simulated_builder import flat_features, unknown_chemistry
 
 MAX_COMPONENTS = 8  # the simulator's default, so batches of mixed sources stack
 SPLIT = "train"
@@ -66,16 +67,7 @@ class PairedSpectra(tfds.core.GeneratorBasedBuilder, skip_registration=True):
             description=f"Paired spectra of the {dataset.name} data set, one record per sample.",
             features=tfds.features.FeaturesDict(
                 {
-                    "sample_id": tfds.features.Scalar(dtype=np.int64),
-                    "family": tfds.features.Scalar(dtype=np.int32),
-                    "modality": tfds.features.Scalar(dtype=np.int32),
-                    "instrument": tfds.features.Tensor(shape=(None,), dtype=np.int32),
-                    "lengths": tfds.features.Tensor(shape=(None,), dtype=np.int32),
-                    "values": tfds.features.Tensor(shape=(None,), dtype=np.float32),
-                    "wavenumber": tfds.features.Tensor(shape=(None,), dtype=np.float32),
-                    "concentrations": tfds.features.Tensor(shape=(c,), dtype=np.float32),
-                    "component_ids": tfds.features.Tensor(shape=(c,), dtype=np.int32),
-                    "path_length": tfds.features.Scalar(dtype=np.float32),
+                    **flat_features(c),
                     "name": tfds.features.Text(),
                     "value_unit": tfds.features.Text(),
                 }
@@ -102,15 +94,12 @@ class PairedSpectra(tfds.core.GeneratorBasedBuilder, skip_registration=True):
                 index,
                 {
                     "sample_id": np.int64(index),
-                    "family": np.int32(-1),
                     "modality": modality,
                     "instrument": np.array(ids, np.int32),
                     "lengths": np.array([v.size for _, v, _ in views], np.int32),
                     "values": np.concatenate([v for _, v, _ in views]).astype(np.float32),
                     "wavenumber": np.concatenate([w for _, _, w in views]).astype(np.float32),
-                    "concentrations": np.zeros(c, np.float32),
-                    "component_ids": np.full(c, -1, np.int32),
-                    "path_length": np.float32(0.0),
+                    **unknown_chemistry(c),
                     "name": sample,
                     "value_unit": dataset.spectra.value_unit,
                 },

@@ -42,6 +42,35 @@ def make_config(num_samples: int, seed: int = 0, views_per_sample: int = 2):
     )
 
 
+def flat_features(max_components: int) -> dict[str, tfds.features.FeatureConnector]:
+    """The tfds features of the flat record (`Simulator.generate`), which every corpus build
+    shares so that `InputPipeline` mixes them: C = `max_components` concentration slots."""
+    c = max_components
+    return {
+        "sample_id": tfds.features.Scalar(dtype=np.int64),
+        "family": tfds.features.Scalar(dtype=np.int32),
+        "modality": tfds.features.Scalar(dtype=np.int32),
+        "instrument": tfds.features.Tensor(shape=(None,), dtype=np.int32),
+        "lengths": tfds.features.Tensor(shape=(None,), dtype=np.int32),
+        "values": tfds.features.Tensor(shape=(None,), dtype=np.float32),
+        "wavenumber": tfds.features.Tensor(shape=(None,), dtype=np.float32),
+        "concentrations": tfds.features.Tensor(shape=(c,), dtype=np.float32),
+        "component_ids": tfds.features.Tensor(shape=(c,), dtype=np.int32),
+        "path_length": tfds.features.Scalar(dtype=np.float32),
+    }
+
+
+def unknown_chemistry(max_components: int) -> dict[str, np.ndarray]:
+    """The flat record's simulated-only fields for a measured spectrum: no family, empty
+    concentration slots, no path length."""
+    return {
+        "family": np.int32(-1),
+        "concentrations": np.zeros(max_components, np.float32),
+        "component_ids": np.full(max_components, -1, np.int32),
+        "path_length": np.float32(0.0),
+    }
+
+
 class SimulatedSpectra(tfds.core.GeneratorBasedBuilder):
     """Simulated NIR/IR/Raman spectra of mixtures measured on several instruments."""
 
@@ -74,20 +103,7 @@ class SimulatedSpectra(tfds.core.GeneratorBasedBuilder):
         return tfds.core.DatasetInfo(
             builder=self,
             description=__doc__,
-            features=tfds.features.FeaturesDict(
-                {
-                    "sample_id": tfds.features.Scalar(dtype=np.int64),
-                    "family": tfds.features.Scalar(dtype=np.int32),
-                    "modality": tfds.features.Scalar(dtype=np.int32),
-                    "instrument": tfds.features.Tensor(shape=(None,), dtype=np.int32),
-                    "lengths": tfds.features.Tensor(shape=(None,), dtype=np.int32),
-                    "values": tfds.features.Tensor(shape=(None,), dtype=np.float32),
-                    "wavenumber": tfds.features.Tensor(shape=(None,), dtype=np.float32),
-                    "concentrations": tfds.features.Tensor(shape=(c,), dtype=np.float32),
-                    "component_ids": tfds.features.Tensor(shape=(c,), dtype=np.int32),
-                    "path_length": tfds.features.Scalar(dtype=np.float32),
-                }
-            ),
+            features=tfds.features.FeaturesDict(flat_features(c)),
             disable_shuffling=True,  # record i = sample i
             metadata=metadata,
         )

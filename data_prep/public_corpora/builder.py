@@ -41,6 +41,7 @@ from caltransfer_jax.data.spectra import MODALITIES, SpectraError
 from data_prep.download import fetch
 from data_prep.public_corpora import chembl, mpx, nist, rruff, uspto
 from data_prep.public_corpora.common import CorpusSpectrum, Options, Report, Skipped, write_json
+from data_prep.simulated_builder import flat_features, unknown_chemistry
 
 SOURCES = {m.SOURCE.name: m for m in (rruff, nist, chembl, uspto, mpx)}
 MAX_COMPONENTS = 8
@@ -83,16 +84,7 @@ class PublicSpectra(tfds.core.GeneratorBasedBuilder):
             description=f"{source.title}, converted onto the physical axis ({source.url}).",
             features=tfds.features.FeaturesDict(
                 {
-                    "sample_id": tfds.features.Scalar(dtype=np.int64),
-                    "family": tfds.features.Scalar(dtype=np.int32),
-                    "modality": tfds.features.Scalar(dtype=np.int32),
-                    "instrument": tfds.features.Tensor(shape=(None,), dtype=np.int32),
-                    "lengths": tfds.features.Tensor(shape=(None,), dtype=np.int32),
-                    "values": tfds.features.Tensor(shape=(None,), dtype=np.float32),
-                    "wavenumber": tfds.features.Tensor(shape=(None,), dtype=np.float32),
-                    "concentrations": tfds.features.Tensor(shape=(c,), dtype=np.float32),
-                    "component_ids": tfds.features.Tensor(shape=(c,), dtype=np.int32),
-                    "path_length": tfds.features.Scalar(dtype=np.float32),
+                    **flat_features(c),
                     "name": tfds.features.Text(),
                     "value_unit": tfds.features.Text(),
                 }
@@ -122,15 +114,12 @@ class PublicSpectra(tfds.core.GeneratorBasedBuilder):
                 index,
                 {
                     "sample_id": np.int64(index),
-                    "family": np.int32(-1),
                     "modality": np.int32(MODALITIES.index(spectrum.modality)),
                     "instrument": np.array([instruments.index(spectrum.instrument)], np.int32),
                     "lengths": np.array([spectrum.values.size], np.int32),
                     "values": spectrum.values.astype(np.float32),
                     "wavenumber": spectrum.wavenumber.astype(np.float32),
-                    "concentrations": np.zeros(c, np.float32),
-                    "component_ids": np.full(c, -1, np.int32),
-                    "path_length": np.float32(0.0),
+                    **unknown_chemistry(c),
                     "name": spectrum.name,
                     "value_unit": spectrum.value_unit,
                 },
