@@ -442,10 +442,11 @@ def make_pipeline(
 
 def view_grid(config):
     """The master grid the views are read on (`config.views`), or None for their own points."""
-    if config.views == "native":
+    views = config.get("views", "native")  # configs saved before the option read natively
+    if views == "native":
         return None
-    if config.views != "master_grid":
-        raise ValueError(f"data.views must be 'native' or 'master_grid', got {config.views!r}")
+    if views != "master_grid":
+        raise ValueError(f"data.views must be 'native' or 'master_grid', got {views!r}")
     if "master_grid" not in config:
         raise ValueError("data.views = 'master_grid' needs data.master_grid (a pretraining config)")
     return config.master_grid
