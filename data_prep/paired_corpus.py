@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import os
 import pathlib
 import re
 import shutil
@@ -34,10 +33,9 @@ import tensorflow_datasets as tfds
 from caltransfer_jax.data import dataset_file
 from caltransfer_jax.data.dataset import Dataset
 from caltransfer_jax.data.spectra import MODALITIES, SpectraError
-from data_prep.public_corpora.common import write_json
-from data_prep.simulated_builder import flat_features, unknown_chemistry
+from data_prep.public_corpora.common import install_build, write_json
+from data_prep.simulated_builder import MAX_COMPONENTS, measured_features, unknown_chemistry
 
-MAX_COMPONENTS = 8  # the simulator's default, so batches of mixed sources stack
 SPLIT = "train"
 
 
@@ -45,7 +43,8 @@ class PairedSpectra(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     """The paired samples of one data set (the builder config is named after it).
 
     Args:
-      dataset: the data set to write.
+      dataset: the data set the samples come from (name, citation, instruments, modality).
+      samples: its `paired_samples`, written in order.
       max_components: width C of the (unused) concentration slots.
       **kwargs: passed to tfds (data_dir, …); the file format defaults to array_record.
     """
@@ -53,8 +52,15 @@ class PairedSpectra(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     VERSION = tfds.core.Version("1.0.0")
     RELEASE_NOTES = {"1.0.0": "First version."}
 
-    def __init__(self, *, dataset: Dataset, max_components: int = MAX_COMPONENTS, **kwargs):
-        self._dataset = dataset
+    def __init__(
+        self,
+        *,
+        dataset: Dataset,
+        samples: list[tuple[str, list[tuple[str, np.ndarray, np.ndarray]]]],
+        max_components: int = MAX_COMPONENTS,
+        **kwargs,
+    ):
+        self._dataset, self._samples = dataset, samples
         self._max_components = max_components
         kwargs.setdefault("file_format", "array_record")
         kwargs.setdefault("config", tfds.core.BuilderConfig(name=build_name(dataset.name)))
@@ -65,13 +71,7 @@ class PairedSpectra(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         return tfds.core.DatasetInfo(
             builder=self,
             description=f"Paired spectra of the {dataset.name} data set, one record per sample.",
-            features=tfds.features.FeaturesDict(
-                {
-                    **flat_features(c),
-                    "name": tfds.features.Text(),
-                    "value_unit": tfds.features.Text(),
-                }
-            ),
+            features=tfds.features.FeaturesDict(measured_features(c)),
             citation=dataset.citation,
             disable_shuffling=True,  # record i is the i-th paired sample
             metadata=tfds.core.MetadataDict(
@@ -88,7 +88,7 @@ class PairedSpectra(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     def _generate_examples(self):
         c, dataset = self._max_components, self._dataset
         modality = np.int32(MODALITIES.index(dataset.spectra.modality))
-        for index, (sample, views) in enumerate(paired_samples(dataset)):
+        for index, (sample, views) in enumerate(self._samples):
             ids = [dataset.instruments.index(name) for name, _, _ in views]
             yield (
                 index,
@@ -165,16 +165,13 @@ def build(
     staging = pathlib.Path(tempfile.mkdtemp(dir=out_dir, prefix=".staging-"))
     try:
         builder = PairedSpectra(
-            dataset=dataset, data_dir=str(staging), max_components=max_components
+            dataset=dataset, samples=samples, data_dir=str(staging), max_components=max_components
         )
         tfds.disable_progress_bar()
         builder.download_and_prepare(download_dir=str(staging / "downloads"))
         manifest = _manifest(spec, dataset, samples, final, builder.info)
         write_json(pathlib.Path(builder.data_path) / "manifest.json", manifest)
-        if final.exists():
-            shutil.rmtree(final)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(builder.data_path, final)
+        install_build(builder.data_path, final)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return manifest

@@ -42,6 +42,11 @@ def make_config(num_samples: int, seed: int = 0, views_per_sample: int = 2):
     )
 
 
+# Concentration slots of a measured-spectrum build: the simulator's default, so batches of the
+# simulator and the build stack.
+MAX_COMPONENTS = SimulatorConfig.max_components
+
+
 def flat_features(max_components: int) -> dict[str, tfds.features.FeatureConnector]:
     """The tfds features of the flat record (`Simulator.generate`), which every corpus build
     shares so that `InputPipeline` mixes them: C = `max_components` concentration slots."""
@@ -57,6 +62,16 @@ def flat_features(max_components: int) -> dict[str, tfds.features.FeatureConnect
         "concentrations": tfds.features.Tensor(shape=(c,), dtype=np.float32),
         "component_ids": tfds.features.Tensor(shape=(c,), dtype=np.int32),
         "path_length": tfds.features.Scalar(dtype=np.float32),
+    }
+
+
+def measured_features(max_components: int) -> dict[str, tfds.features.FeatureConnector]:
+    """The flat record's features for measured spectra: the record's id in its source (`name`)
+    and what its values measure (`value_unit`) besides."""
+    return {
+        **flat_features(max_components),
+        "name": tfds.features.Text(),
+        "value_unit": tfds.features.Text(),
     }
 
 

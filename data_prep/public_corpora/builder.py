@@ -28,7 +28,6 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
-import os
 import pathlib
 import shutil
 import tempfile
@@ -40,11 +39,17 @@ import tensorflow_datasets as tfds
 from caltransfer_jax.data.spectra import MODALITIES, SpectraError
 from data_prep.download import fetch
 from data_prep.public_corpora import chembl, mpx, nist, rruff, uspto
-from data_prep.public_corpora.common import CorpusSpectrum, Options, Report, Skipped, write_json
-from data_prep.simulated_builder import flat_features, unknown_chemistry
+from data_prep.public_corpora.common import (
+    CorpusSpectrum,
+    Options,
+    Report,
+    Skipped,
+    install_build,
+    write_json,
+)
+from data_prep.simulated_builder import MAX_COMPONENTS, measured_features, unknown_chemistry
 
 SOURCES = {m.SOURCE.name: m for m in (rruff, nist, chembl, uspto, mpx)}
-MAX_COMPONENTS = 8
 SPLIT = "train"
 
 
@@ -82,13 +87,7 @@ class PublicSpectra(tfds.core.GeneratorBasedBuilder):
         return tfds.core.DatasetInfo(
             builder=self,
             description=f"{source.title}, converted onto the physical axis ({source.url}).",
-            features=tfds.features.FeaturesDict(
-                {
-                    **flat_features(c),
-                    "name": tfds.features.Text(),
-                    "value_unit": tfds.features.Text(),
-                }
-            ),
+            features=tfds.features.FeaturesDict(measured_features(c)),
             homepage=source.url,
             citation=source.citation,
             disable_shuffling=True,  # record i is the i-th converted spectrum
@@ -219,10 +218,7 @@ def build(
         manifest = _manifest(module, options, raw_dir, final, builder.info, report)
         manifest["build"]["max_components"] = max_components
         write_json(pathlib.Path(builder.data_path) / "manifest.json", manifest)
-        if final.exists():
-            shutil.rmtree(final)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(builder.data_path, final)
+        install_build(builder.data_path, final)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return manifest

@@ -26,6 +26,7 @@ import json
 import os
 import pathlib
 import re
+import shutil
 from typing import Any
 
 import numpy as np
@@ -379,3 +380,11 @@ def write_json(path: pathlib.Path, content: dict[str, Any]) -> None:
     """Writes `content` as indented JSON, atomically."""
     text = json.dumps(content, indent=2, ensure_ascii=False) + "\n"
     write_atomic(path, lambda file: file.write(text.encode("utf-8")))
+
+
+def install_build(built: str | os.PathLike, final: pathlib.Path) -> None:
+    """Moves a complete build from its staging folder to `final`, replacing an earlier one."""
+    if final.exists():
+        shutil.rmtree(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(built, final)
