@@ -93,7 +93,7 @@ class Grid:
 
 # The true spectrum of a sample is computed once per modality on these grids.
 FINE_GRIDS = {
-    "NIR": Grid("nm", 350.0, 0.5, 4801),  # 350–2750 nm
+    "NIR": Grid("nm", 300.0, 0.5, 4901),  # 300–2750 nm (room for vis-NIR margins)
     "IR": Grid("cm-1", 350.0, 0.5, 7701),  # 350–4200 cm⁻¹
     "Raman": Grid("cm-1", 0.0, 0.5, 7401),  # 0–3700 cm⁻¹ Raman shift
 }
