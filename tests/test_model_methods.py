@@ -123,11 +123,11 @@ def test_auto_model_chooses_among_classical_and_model_rows_with_cv_plus_interval
         "auto_model",
     }
     assert rows["auto_model"]["family"] == "model"
-    # The mean of the best 7/10 of the candidates, named in the record: at most that share of
-    # all of them (fewer where some cannot be cross-validated, predict alike or stray).
+    # The mean of the best 7/10 of the candidates (those cross-validated), named in the record.
     members = rows["auto_model"]["chosen"].removeprefix("mean of ").split(", ")
-    assert set(members) <= set(MODEL_CANDIDATES)
-    assert 1 < len(members) <= member_count(len(MODEL_CANDIDATES))
+    assert set(members) <= set(MODEL_CANDIDATES) and len(members) == member_count(
+        len(MODEL_CANDIDATES)
+    )
     # Every few-shot row, the model's included, gets CV+ intervals from refits without each fold
     # of its 10 transfer samples: finite (10 scores suffice at 90 %).
     for r in rows.values():
