@@ -312,9 +312,9 @@ def test_auto_reports_the_members_it_left_out_for_straying_on_the_target_pool(
     transfer = CalibrationTransfer(method="auto")
     provenance = workflow.fit_on_dataset(dataset, "m5", "mp6", "moisture", transfer, k=12)
     ranked = sorted(transfer.choice_["cv_rmse"], key=transfer.choice_["cv_rmse"].get)
-    assert "wild" in ranked[:4]  # a member by cross-validation (4 of 6), then left out
+    assert "wild" in ranked[:3]  # in the better half by cross-validation, then left out
     assert transfer.choice_["strays"] == ["wild"] and "wild" not in transfer.choice_["members"]
-    assert len(transfer.choice_["members"]) == 3
+    assert len(transfer.choice_["members"]) == 2
     assert "- left out of the mean: `wild` (" in workflow.report(transfer, provenance)
     _assert_it_saves_and_loads_to_the_last_bit(transfer, tmp_path / "t", dataset, "mp6")
     assert CalibrationTransfer.load(tmp_path / "t").choice_["strays"] == ["wild"]

@@ -5,20 +5,15 @@ moisture: di-PLS at small k, GCT-PLS or DS at larger k; tablets assay: PDS). `Au
 refits every candidate few-shot method without each fold of the k transfer samples
 (`base.cross_validate_transfer`, 5 folds, leave-one-out below; the same folds for every
 candidate), ranks them by held-out RMSE, and transfers with the mean of the predictions of the
-best 70 % of them (`MEMBER_SHARE`; 7 of 10) (`CandidateMean`), each refitted on all k.
-Why a mean, and of most: with k = 5–30 held-out residuals the CV ranking of ten methods is
+better half of them (`CandidateMean`), each refitted on all k.
+Why a mean, and of half: with k = 5–30 held-out residuals the CV ranking of ten methods is
 noisy — the minimum of ten noisy estimates picks a lucky method as often as a good one (one such
 pick fell to R² −5 on tablet weight) — but it reliably tells the methods that fail on this pair
 (PFCE's degenerate fits, DS with too few samples) from those that work; averaging the ones that
 work cancels part of their independent errors and never bets on one ranking. The rule was chosen
-on simulated transfer data sets (`simulate.pair`): first the better half, on 12 data sets (288
-cells of pair × property × k), against the single best, a default kept unless another is better
-by a standard error, the top three, inverse-MSE weights and the median of all; then the share,
-on 14 more data sets (504 cells) whose properties include weak ones (reference noise of 1.5 SD,
-so the spectra explain at most ~30 % of the variance, where every method is poor and the ranking
-noisiest): the best 6–8 of 10 came as close to the per-cell oracle as the better half (mean gap
-0.032) and fell below the cell's median method in 7 cells against its 20; the real data sets had
-no say.
+on simulated transfer data sets (`simulate.pair`: 12 data sets, 288 cells of pair × property ×
+k), against the single best, a default kept unless another is better by a standard error, the
+top three, inverse-MSE weights and the median of all; the real data sets had no say.
 A mean is only as safe as its worst member, and a method that interpolates its k samples
 (PFCE-SS) can pass their cross-validation and fail on new spectra. So, in a mean of three or
 more, a member is dropped where its predictions on the unlabelled target pool stray from the
@@ -73,8 +68,6 @@ CANDIDATES = (
 # A member of `auto`'s mean whose target-pool predictions stray from the members' median by
 # more than this many times sqrt(its CV MSE + the members' median CV MSE) is dropped (3σ).
 STRAY_LIMIT = 3.0
-# The share of the ranked candidates (distinct ones) whose mean `auto` takes, rounded: 7 of 10.
-MEMBER_SHARE = 0.7
 # Fewer transfer samples leave too few per cross-validation refit (refits on 2 samples fail);
 # CV+ intervals, which refit `auto` itself without each fold, then fall back to its own scores.
 MIN_TRANSFER = 4
@@ -104,7 +97,7 @@ def distinct(names, predictions: dict) -> list:
     """`names` less those whose predictions equal an earlier name's: candidates that predict
     alike are one method, counted once (a model row whose guard handed over to semi-supervised
     di-PLS predicts exactly as that candidate does; counting it twice would weigh di-PLS double
-    in the mean and push a distinct method out of the members)."""
+    in the mean and push a distinct method out of the better half)."""
     kept: list = []
     for name in names:
         values = np.asarray(predictions[name], dtype=np.float64)
@@ -114,12 +107,6 @@ def distinct(names, predictions: dict) -> list:
         ):
             kept.append(name)
     return kept
-
-
-def member_count(candidates: int) -> int:
-    """How many of `candidates` ranked ones `auto` averages: `MEMBER_SHARE` of them, rounded half
-    up (in tenths, so that 7 of 10 is not lost to 0.7 × 10 = 7.000…01), at least one."""
-    return max(1, (round(MEMBER_SHARE * 10) * candidates + 5) // 10)
 
 
 class CandidateMean(TransferMethod):
@@ -147,8 +134,8 @@ class CandidateMean(TransferMethod):
 
 
 class AutoTransfer(TransferMethod):
-    """The mean of the best `MEMBER_SHARE` of the candidates, ranked by their cross-validated
-    RMSE on the k transfer samples (module docstring: the rule and why).
+    """The mean of the better half of the candidates, ranked by their cross-validated RMSE on
+    the k transfer samples (module docstring: the rule and why).
 
     Args:
         master: the fitted master calibration the candidates share; pls: their PLS template.
@@ -158,7 +145,7 @@ class AutoTransfer(TransferMethod):
 
     Attributes:
         criterion_: name -> CV RMSE (standardised units) of every candidate cross-validated;
-        members_: the names averaged (the best `MEMBER_SHARE` of the candidates, best first, those
+        members_: the names averaged (the better half of the candidates, best first, those
         predicting alike counted once: `distinct`, strays dropped); strays_: the members
         dropped for straying on the target pool; chosen_: a readable name
         of that choice ("mean of a, b, …", or the one name); conformity_scores_: the held-out
@@ -204,7 +191,7 @@ class AutoTransfer(TransferMethod):
             raise ValueError("auto: no candidate method could be cross-validated")
         # A stable sort keeps the candidates' order among ties: a duplicate keeps its first name.
         ranked = distinct(sorted(self.criterion_, key=self.criterion_.get), held_out)
-        self.members_ = tuple(ranked[: member_count(len(ranked))])
+        self.members_ = tuple(ranked[: (len(ranked) + 1) // 2])
         members = [self._builder(spec)() for spec in registry.get(self.members_)]
         self.method_ = CandidateMean(tuple(members)).fit(X, y, **arrays)
         # Each member predicts once, on the transfer spectra and the unlabelled pool: members

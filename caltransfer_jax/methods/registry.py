@@ -182,8 +182,8 @@ _SPECS = [
             master, pls, context, seed=context.get("seed", 0)
         ),
         False,
-        "the mean of the best 70 % of the few-shot methods, ranked by cross-validated RMSE on "
-        "the transfer samples",
+        "the mean of the better half of the few-shot methods, ranked by cross-validated RMSE "
+        "on the transfer samples",
         default=False,  # 10 candidates × 5 refits per transfer: run it when named
     ),
     MethodSpec(

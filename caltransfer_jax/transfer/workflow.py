@@ -201,9 +201,8 @@ def report(transfer: CalibrationTransfer, provenance: dict) -> str:
         strays = transfer.choice_.get("strays")  # absent from transfers saved before it
         chosen = f"`{members[0]}`"
         if len(members) > 1:
-            # Neutral on the share: transfers saved under the earlier rule (the better half) load.
-            best = "the best by CV, less those left out below" if strays else "the best by CV"
-            chosen = "the mean of " + ", ".join(f"`{m}`" for m in members) + f" ({best})"
+            half = "the better half, less those left out below" if strays else "the better half"
+            chosen = "the mean of " + ", ".join(f"`{m}`" for m in members) + f" ({half})"
         lines.append(
             f"- chosen: {chosen} (cross-validated RMSE on the transfer samples, label SDs: {rmse})"
         )
