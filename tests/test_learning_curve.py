@@ -185,3 +185,23 @@ def test_the_transfer_report_answers_how_many_samples_even_below_the_floor(toler
     assert (curve["k"] is None) == (tolerance == 1e-4)  # ∞ is stored as None: strict JSON
     json.dumps(provenance, allow_nan=False)
     assert answer in workflow.report(transfer, provenance)
+
+
+@pytest.mark.parametrize(
+    ("k_range", "warned"), [((8.0, 20.0), False), ((5.0, 40.0), True), ((6.0, None), True)]
+)
+def test_the_report_calls_out_a_wide_range_of_k(k_range, warned):
+    from caltransfer_jax.transfer import workflow
+
+    curve = {
+        "sizes": [5, 8, 12, 18, 24],
+        "rmse": [1.2, 1.1, 1.0, 0.95, 0.9],
+        "rmse_sd": [0.1] * 5,
+        "mse_params": [0.7, 2.0, 1.0],
+        "tolerance": 1.0,
+        "k": 12.0,
+        "k_range_90": list(k_range),
+    }
+    text = "\n".join(workflow._learning_curve_lines(curve, "%"))
+    assert "is reached at k ≈ 12" in text
+    assert ("read the range" in text) == warned
