@@ -252,9 +252,9 @@ def _learning_curve_lines(curve: dict, unit: str) -> list[str]:
     k_low, k_high = curve["k_range_90"]
     if curve["k"] is not None and (k_high is None or k_high > WIDE_RANGE * max(k_low or 0, 1)):
         answer += (
-            f" The range spans more than a factor {WIDE_RANGE:g}: the error falls little with m on "
-            "these samples, and on curves this shallow the point estimate has often missed the "
-            "measured k by more than 1.5× (BENCHMARKS.md §5.0, §5.3); read the range."
+            f" The range spans more than a factor {WIDE_RANGE:g}: these samples pin the curve down "
+            "loosely (where the error falls little with k the point estimate has often missed "
+            "the measured k by more than 1.5×, BENCHMARKS.md §5.0, §5.3); read the range."
         )
     return [
         "## How many transfer samples?",
